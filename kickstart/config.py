@@ -1,0 +1,406 @@
+"""Typed, validated run configuration.
+
+A run is described by one :class:`Config` made of sections (``env``, ``net``, ``learner``,
+``runtime``, ``run``). Each section is a dataclass whose fields carry a docstring-like comment and
+are checked on construction, with messages that say what is valid. Configs are read from YAML,
+updated with dotted ``key=value`` overrides, and written back resolved (``config.yaml`` in every
+run directory) so that ``--resume`` rebuilds exactly the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kickstart.errors import ConfigError
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _choice(section: str, name: str, value: str, valid: tuple[str, ...]) -> None:
+    _check(value in valid, f"{section}.{name}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def _positive(section: str, name: str, value: float, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, float):
+        ok = ok and math.isfinite(value)
+    _check(ok, f"{section}.{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def _unit(section: str, name: str, value: float) -> None:
+    _check(0.0 <= value <= 1.0, f"{section}.{name}={value!r} must be in [0, 1]")
+
+
+@dataclass
+class EnvConfig:
+    """Which environment(s) to train on and how to process them."""
+
+    id: str = "minatar:Breakout"
+    """``minatar:<Game>``, ``atari:<Game>``, any registered Gymnasium id, or a suite name
+    (``minatar5``, ``atari5``, ``atari57``) for multi-task training."""
+    sticky_actions: float | None = None
+    """Probability of repeating the previous action; None uses the env's default
+    (0.1 for MinAtar, as its authors recommend; 0.0 for Atari, as in IMPALA)."""
+    full_action_space: bool = False
+    """Atari: use all 18 actions instead of the game's minimal set."""
+    episodic_life: bool = False
+    """Atari: treat the loss of a life as the end of an episode for learning (returns are still
+    reported per game)."""
+    noop_max: int = 30
+    """Atari: up to this many no-op actions at the start of each episode."""
+    frame_stack: int = 4
+    """Atari: number of stacked 84x84 grayscale frames."""
+    max_episode_frames: int = 108_000
+    """Atari: episode cap in emulator frames (108k = 30 minutes of play)."""
+    max_episode_steps: int | None = None
+    """Gymnasium ids: override the env's time limit (agent steps); None keeps the env's own."""
+
+    def __post_init__(self) -> None:
+        s = "env"
+        _check(isinstance(self.id, str) and self.id.strip() != "", "env.id must be a non-empty string")
+        if self.sticky_actions is not None:
+            _unit(s, "sticky_actions", self.sticky_actions)
+        _positive(s, "noop_max", self.noop_max, allow_zero=True)
+        _positive(s, "frame_stack", self.frame_stack)
+        _positive(s, "max_episode_frames", self.max_episode_frames)
+        if self.max_episode_steps is not None:
+            _positive(s, "max_episode_steps", self.max_episode_steps)
+
+
+TORSOS = ("auto", "nature", "impala_shallow", "impala_deep", "minatar", "mlp")
+CORES = ("ff", "lstm")
+POLICY_HEADS = ("categorical", "factorised")
+
+
+@dataclass
+class NetConfig:
+    """The agent's network: torso -> core -> heads."""
+
+    torso: str = "auto"
+    """``nature`` (DQN CNN), ``impala_shallow`` (2 conv), ``impala_deep`` (15 conv, residual),
+    ``minatar`` (one 3x3 conv), ``mlp`` (vector observations), or ``auto`` (mlp for vectors,
+    minatar for images up to 16 px, nature otherwise)."""
+    core: str = "ff"
+    """``ff`` (feed-forward) or ``lstm`` (LSTM over torso output + one-hot last action + clipped
+    last reward, state reset at episode starts)."""
+    hidden_size: int = 256
+    """Width of the torso's final fully connected layer."""
+    lstm_size: int = 256
+    """Hidden units of the LSTM core."""
+    mlp_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer widths of the ``mlp`` torso (before the final ``hidden_size`` layer)."""
+    policy_head: str = "categorical"
+    """``categorical`` (one softmax over actions) or ``factorised`` (product of independent
+    categoricals: over a MultiDiscrete space, or over the factors an env declares, e.g. Atari's
+    full 18 actions = joystick (9) x fire (2))."""
+
+    def __post_init__(self) -> None:
+        s = "net"
+        _choice(s, "torso", self.torso, TORSOS)
+        _choice(s, "core", self.core, CORES)
+        _choice(s, "policy_head", self.policy_head, POLICY_HEADS)
+        _positive(s, "hidden_size", self.hidden_size)
+        _positive(s, "lstm_size", self.lstm_size)
+        _check(len(self.mlp_sizes) > 0 and all(isinstance(v, int) and v > 0 for v in self.mlp_sizes),
+               f"net.mlp_sizes={self.mlp_sizes!r} must be a non-empty list of positive integers")
+
+
+OPTIMIZERS = ("rmsprop", "adam")
+LR_SCHEDULES = ("constant", "linear")
+REDUCTIONS = ("sum", "mean")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class LearnerConfig:
+    """The IMPALA learner: V-trace actor-critic with its optimiser."""
+
+    optimizer: str = "rmsprop"
+    """``rmsprop`` (the papers' choice) or ``adam``."""
+    learning_rate: float = 6e-4
+    """Initial learning rate (mutable by PBT)."""
+    lr_schedule: str = "linear"
+    """``linear`` anneals the learning rate to 0 at ``run.total_frames`` (as IMPALA); ``constant``."""
+    rmsprop_decay: float = 0.99
+    rmsprop_eps: float = 0.1
+    """RMSProp epsilon: 0.1 as in both papers. It assumes losses summed over time and batch."""
+    rmsprop_momentum: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    discount: float = 0.99
+    baseline_cost: float = 0.5
+    entropy_cost: float = 0.01
+    """Weight of the entropy bonus (mutable by PBT)."""
+    max_grad_norm: float = 40.0
+    """Global gradient-norm clip; 0 disables it."""
+    reward_clip: float = 1.0
+    """Rewards are clipped to [-reward_clip, reward_clip] for learning; 0 disables clipping."""
+    clip_rho_threshold: float = 1.0
+    """V-trace rho-bar (clips the importance weights of the value targets)."""
+    clip_pg_rho_threshold: float = 1.0
+    """V-trace clip of the importance weights in the policy-gradient advantage."""
+    loss_reduction: str = "sum"
+    """``sum`` over time and batch (IMPALA, TorchBeast; what RMSProp eps=0.1 and the papers'
+    learning rates assume), or ``mean``. Every loss term, including the kickstarting and M&M terms,
+    uses the same reduction, so their weights keep the papers' meaning."""
+    unroll_length: int = 20
+    """Agent steps per unroll (T); each unroll stores T+1 entries, the last overlapping the next."""
+    batch_size: int = 32
+    """Unrolls (env trajectories, B) per learner step; a multiple of runtime.envs_per_actor."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+
+    def __post_init__(self) -> None:
+        s = "learner"
+        _choice(s, "optimizer", self.optimizer, OPTIMIZERS)
+        _choice(s, "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice(s, "loss_reduction", self.loss_reduction, REDUCTIONS)
+        _choice(s, "device", self.device, DEVICES)
+        _positive(s, "learning_rate", self.learning_rate)
+        _unit(s, "rmsprop_decay", self.rmsprop_decay)
+        _positive(s, "rmsprop_eps", self.rmsprop_eps)
+        _positive(s, "rmsprop_momentum", self.rmsprop_momentum, allow_zero=True)
+        _check(0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0,
+               "learner.adam_beta1 and learner.adam_beta2 must be in [0, 1)")
+        _positive(s, "adam_eps", self.adam_eps)
+        _unit(s, "discount", self.discount)
+        _positive(s, "baseline_cost", self.baseline_cost, allow_zero=True)
+        _positive(s, "entropy_cost", self.entropy_cost, allow_zero=True)
+        _positive(s, "max_grad_norm", self.max_grad_norm, allow_zero=True)
+        _positive(s, "reward_clip", self.reward_clip, allow_zero=True)
+        _positive(s, "clip_rho_threshold", self.clip_rho_threshold)
+        _positive(s, "clip_pg_rho_threshold", self.clip_pg_rho_threshold)
+        _positive(s, "unroll_length", self.unroll_length)
+        _positive(s, "batch_size", self.batch_size)
+
+
+BACKENDS = ("local", "serial")
+
+
+@dataclass
+class RuntimeConfig:
+    """How actors and the learner are run."""
+
+    backend: str = "local"
+    """``local``: actor processes + learner on this machine (default); ``serial``: everything in
+    one process, for tests and debugging."""
+    num_actors: int = 2
+    """Actor processes (each steps ``envs_per_actor`` envs with batched inference)."""
+    envs_per_actor: int = 16
+    """Environments stepped together by one actor; one unroll holds all of them."""
+    num_buffers: int = 0
+    """Shared-memory unroll slots; 0 chooses enough for every actor to keep writing while the
+    learner holds two batches."""
+    torch_threads: int = 1
+    """torch threads per process. Keep 1: scale with processes, not threads."""
+    seed: int = 0
+    """Seed of network initialisation, env resets and action sampling."""
+    actor_restarts: int = 10
+    """How many times a dead actor process is restarted before the run stops."""
+
+    def __post_init__(self) -> None:
+        s = "runtime"
+        _choice(s, "backend", self.backend, BACKENDS)
+        _positive(s, "num_actors", self.num_actors)
+        _positive(s, "envs_per_actor", self.envs_per_actor)
+        _positive(s, "num_buffers", self.num_buffers, allow_zero=True)
+        _positive(s, "torch_threads", self.torch_threads)
+        _positive(s, "seed", self.seed, allow_zero=True)
+        _positive(s, "actor_restarts", self.actor_restarts, allow_zero=True)
+
+
+@dataclass
+class RunConfig:
+    """Budget, output and logging of one run."""
+
+    total_frames: int = 2_000_000
+    """Stop after this many environment frames (agent steps x action repeat, as the papers count)."""
+    out_dir: str = "runs"
+    """Parent directory of run directories."""
+    name: str = ""
+    """Run directory name; empty picks ``<env>-<timestamp>``."""
+    checkpoint_every_s: float = 300.0
+    """Seconds between periodic checkpoints (one is also written at the end and on SIGINT/SIGTERM)."""
+    log_every_s: float = 5.0
+    """Seconds between metric writes."""
+    progress: bool = True
+    """Show a rich progress bar."""
+    tensorboard: bool = True
+    """Write TensorBoard event files (CSV is always written)."""
+
+    def __post_init__(self) -> None:
+        s = "run"
+        _positive(s, "total_frames", self.total_frames)
+        _positive(s, "checkpoint_every_s", self.checkpoint_every_s)
+        _positive(s, "log_every_s", self.log_every_s)
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        b, n = self.learner.batch_size, self.runtime.envs_per_actor
+        _check(b % n == 0,
+               f"learner.batch_size={b} must be a multiple of runtime.envs_per_actor={n} "
+               f"(a batch is made of whole actor unrolls); e.g. learner.batch_size={max(n, (b // n) * n)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Building configs from nested dicts, YAML files and dotted overrides.
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(path: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` (after ``from __future__`` resolution)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(path, value, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{path} has an invalid value {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}={value!r} must be a list")
+        return [_coerce(f"{path}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}={value!r} must be a mapping")
+        k_tp, v_tp = typing.get_args(tp)
+        return {_coerce(f"{path}.<key>", k, k_tp): _coerce(f"{path}.{k}", v, v_tp) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}={value!r} must be true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{path}={value!r} must be an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path}={value!r} must be a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{path}={value!r} must be a string")
+    if tp is Any:
+        return value
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")
+
+
+def _unknown_key(path: str, key: str, valid: list[str]) -> ConfigError:
+    where = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {where!r}{hint}; valid keys{' in ' + path if path else ''}: "
+                       f"{', '.join(valid)}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(path, str(key), names)
+        kwargs[key] = _coerce(f"{path}.{key}" if path else key, value, hints[key])
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str], cls: type = None) -> dict:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    cls = cls or Config
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. learner.learning_rate=3e-4")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node, node_cls, path = data, cls, ""
+        for i, part in enumerate(parts):
+            names = [f.name for f in dataclasses.fields(node_cls)]
+            if part not in names:
+                raise _unknown_key(path, part, names)
+            path = f"{path}.{part}" if path else part
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                node_cls = typing.get_type_hints(node_cls)[part]
+                if not dataclasses.is_dataclass(node_cls):
+                    raise ConfigError(f"{path} is not a section; set it as {path}=value")
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply dotted overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist; pass a YAML file such as configs/minatar_breakout.yaml")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {first}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (env, net, learner, runtime, run)")
+    apply_overrides(data, list(overrides or []))
+    return from_dict(Config, data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
