@@ -1,0 +1,82 @@
+"""The agent network: torso -> core -> (policy head, baseline head), over ``[T, B]`` unrolls."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from kickstart.config import NetConfig
+from kickstart.nets.cores import State, make_core
+from kickstart.nets.heads import BaselineHead, make_policy_head
+from kickstart.nets.torsos import make_torso
+from kickstart.specs import EnvSpec
+
+
+class AgentOutput(NamedTuple):
+    policy_logits: torch.Tensor
+    """``[T, B, L]`` flat logits of the action distribution: ``L = A`` for Discrete, ``sum(nvec)``
+    for MultiDiscrete (``policy_logits.split(spec.action_nvec, -1)`` gives each factor's logits).
+    A factorised head over a Discrete space returns normalised joint log-probs over the A actions."""
+    baseline: torch.Tensor
+    """``[T, B]`` state values."""
+    extras: dict
+    """Empty for plain agents; methods (e.g. Mix & Match) put per-component outputs here."""
+
+
+class AgentNet(nn.Module):
+    """An IMPALA-style agent network.
+
+    The torso runs once over all ``T * B`` observations; only the LSTM core (if any) steps through
+    time. Attributes ``torso``, ``core``, ``policy_head`` and ``baseline_head`` are the parts, so
+    that methods such as Mix & Match can share or replace them.
+    """
+
+    def __init__(self, spec: EnvSpec, torso: nn.Module, core: nn.Module, policy_head: nn.Module,
+                 baseline_head: nn.Module):
+        super().__init__()
+        self.spec = spec
+        self.torso = torso
+        self.core = core
+        self.policy_head = policy_head
+        self.baseline_head = baseline_head
+
+    def initial_state(self, batch_size: int, device=None) -> State:
+        """``()`` for a feed-forward core; ``(h, c)``, each ``[B, lstm_size]`` zeros, for an LSTM."""
+        if device is None:
+            device = next(self.parameters()).device
+        return self.core.initial_state(batch_size, device)
+
+    def forward(self, obs: torch.Tensor, last_action: torch.Tensor, last_reward: torch.Tensor,
+                first: torch.Tensor, state: State) -> tuple[AgentOutput, State]:
+        """One unroll.
+
+        Args:
+          obs: ``[T, B, *obs_shape]`` uint8 or float32; multiplied by ``spec.obs_scale``.
+          last_action: ``[T, B]`` int64 (``[T, B, D]`` for MultiDiscrete), the action taken before obs[t].
+          last_reward: ``[T, B]`` float, the reward received on arriving at obs[t].
+          first: ``[T, B]`` bool, obs[t] starts an episode: the core state is reset before step t.
+          state: from :meth:`initial_state` or the previous call.
+
+        Returns:
+          ``(AgentOutput, state)`` with the state after step T-1.
+        """
+        T, B = obs.shape[:2]
+        x = obs.reshape(T * B, *obs.shape[2:]).float()
+        if self.spec.obs_scale != 1.0:
+            x = x * self.spec.obs_scale
+        x = self.torso(x).view(T, B, -1)
+        core_out, state = self.core(x, last_action, last_reward, first, state)
+        core_out = core_out.reshape(T * B, -1)
+        logits = self.policy_head(core_out).view(T, B, -1)
+        baseline = self.baseline_head(core_out).view(T, B)
+        return AgentOutput(logits, baseline, {}), state
+
+
+def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
+    """Build the agent network described by ``cfg`` for ``spec``; raises UserError on a bad fit."""
+    torso = make_torso(cfg.torso, spec.obs_shape, cfg.hidden_size, cfg.mlp_sizes)
+    core = make_core(cfg.core, torso.out_size, spec.action_nvec, cfg.lstm_size)
+    policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
+    return AgentNet(spec, torso, core, policy_head, BaselineHead(core.out_size))
