@@ -1,0 +1,84 @@
+"""The actor-critic loss terms of IMPALA.
+
+Espeholt et al. (2018), "IMPALA: Scalable Distributed Deep-RL with Importance Weighted
+Actor-Learner Architectures", Section 4.2: the policy-gradient term
+``rho_s * grad log pi(a_s|x_s) * (r_s + gamma v_{s+1} - V(x_s))``, the baseline regression towards
+the V-trace targets ``v_s``, and the entropy bonus.
+
+Every function takes ``[T, B]`` tensors and reduces them to a scalar with ``reduction``:
+``"sum"`` over time and batch (IMPALA, TorchBeast; the papers' learning rates and RMSProp
+``eps=0.1`` assume it) or ``"mean"``. The learner applies the weights (baseline_cost,
+entropy_cost); the functions carry none, beyond the conventional 1/2 of the squared error.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+REDUCTIONS = ("sum", "mean")
+
+
+def reduce(x: Tensor, reduction: str) -> Tensor:
+    """Reduces ``x`` to a scalar: ``"sum"`` or ``"mean"`` over all its elements."""
+    if reduction == "sum":
+        return x.sum()
+    if reduction == "mean":
+        return x.mean()
+    raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+
+
+def policy_gradient_loss(log_probs_taken: Tensor, advantages: Tensor, *,
+                         reduction: str = "sum") -> Tensor:
+    """Policy-gradient loss ``-reduce(log pi(a_s|x_s) * A_s)`` (IMPALA Section 4.2).
+
+    Its gradient is the IMPALA policy gradient when ``advantages`` are V-trace's
+    ``pg_advantages`` (which already hold the clipped importance weight ``rho_s``).
+
+    Args:
+      log_probs_taken: ``[T, B]`` ``log pi(a_s|x_s)`` of the actions taken, under the learner's
+        policy (differentiable).
+      advantages: ``[T, B]`` advantages ``A_s``; treated as constants (detached).
+      reduction: ``"sum"`` or ``"mean"``.
+
+    Returns:
+      A scalar.
+    """
+    _same_shape("policy_gradient_loss", log_probs_taken=log_probs_taken, advantages=advantages)
+    return -reduce(log_probs_taken * advantages.detach(), reduction)
+
+
+def baseline_loss(values: Tensor, targets: Tensor, *, reduction: str = "sum") -> Tensor:
+    """Baseline loss ``0.5 * reduce((v_s - V(x_s))^2)`` (IMPALA Section 4.2).
+
+    Its gradient wrt ``V(x_s)`` is ``-(v_s - V(x_s))``, the paper's value update.
+
+    Args:
+      values: ``[T, B]`` baseline ``V(x_s)`` (differentiable).
+      targets: ``[T, B]`` targets ``v_s`` (V-trace's ``vs``); treated as constants (detached).
+      reduction: ``"sum"`` or ``"mean"``.
+
+    Returns:
+      A scalar.
+    """
+    _same_shape("baseline_loss", values=values, targets=targets)
+    return 0.5 * reduce((targets.detach() - values) ** 2, reduction)
+
+
+def entropy_loss(entropy: Tensor, *, reduction: str = "sum") -> Tensor:
+    """Entropy loss ``-reduce(H(pi(.|x_s)))``: minimising it maximises the entropy.
+
+    Args:
+      entropy: ``[T, B]`` entropy of the learner's policy at each step (differentiable).
+      reduction: ``"sum"`` or ``"mean"``.
+
+    Returns:
+      A scalar.
+    """
+    return -reduce(entropy, reduction)
+
+
+def _same_shape(fn: str, **tensors: Tensor) -> None:
+    (n1, a), (n2, b) = tensors.items()
+    if a.shape != b.shape:
+        raise ValueError(f"{fn}: {n1} {tuple(a.shape)} and {n2} {tuple(b.shape)} must have the "
+                         f"same shape [T, B]")
