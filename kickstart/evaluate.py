@@ -1,0 +1,115 @@
+"""Evaluate a trained policy: mean return over N episodes per task."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kickstart.config import Config, EnvConfig, from_dict
+from kickstart.distributions import make_dist
+from kickstart.errors import CheckpointError
+from kickstart.runtime.unroll import net_inputs
+
+
+@dataclass
+class TaskEval:
+    task: str
+    returns: list[float]
+    score: float | None       # capped normalised score of the mean return, when the task has one
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int = 12345,
+             greedy: bool = False, max_steps: int | None = None) -> list[TaskEval]:
+    """Run ``episodes`` episodes per task, one env per task, each episode to its end.
+
+    Each env plays its episodes one after another, so short episodes are not over-represented.
+    ``max_steps`` bounds the agent steps per task as a safety net (None: unbounded).
+    """
+    from kickstart.envs import make_batched_env, resolve_tasks, suites
+
+    tasks = resolve_tasks(env_cfg.id)
+    env = make_batched_env(env_cfg, list(range(len(tasks))), seed)
+    spec = env.spec
+    dist = make_dist(spec.action_nvec, spec.multi_discrete)
+    gen = torch.Generator().manual_seed(seed)
+    n = env.num_envs
+    returns: list[list[float]] = [[] for _ in tasks]
+    obs = torch.from_numpy(env.reset())
+    first = torch.ones(n, dtype=torch.bool)
+    reward = torch.zeros(n)
+    last_action = torch.zeros((n,) + spec.action_shape, dtype=torch.int64)
+    state = net.initial_state(n)
+    steps = 0
+    net.eval()
+    try:
+        while min(len(r) for r in returns) < episodes:
+            with torch.no_grad():
+                o, la, r, f = net_inputs(obs[None], last_action[None], reward[None], first[None])
+                out, state = net(o, la, r, f, state)
+            logits = out.policy_logits[0]
+            action = dist.greedy(logits) if greedy else dist.sample(logits, gen)
+            o_np, rew, done, eps = env.step(action.numpy())
+            for ep in eps:
+                if len(returns[ep.task_id]) < episodes:
+                    returns[ep.task_id].append(float(ep.ret))
+            obs = torch.from_numpy(o_np)
+            first = torch.from_numpy(np.asarray(done, dtype=bool))
+            reward = torch.from_numpy(np.asarray(rew, dtype=np.float32))
+            last_action = action.clone()
+            last_action[first] = 0
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+    finally:
+        env.close()
+    out = []
+    for name, rets in zip(tasks, returns):
+        score = None
+        if rets and suites.has_normalisation(name):
+            score = suites.capped_score(name, float(np.mean(rets)))
+        out.append(TaskEval(name, rets, score))
+    return out
+
+
+def load_policy(checkpoint: str, env_overrides: dict | None = None):
+    """Network and config of a training checkpoint (weights only; no code is loaded)."""
+    from kickstart.checkpoint import load_checkpoint
+    from kickstart.envs import env_spec
+    from kickstart.nets import build_net
+
+    state = load_checkpoint(checkpoint)
+    try:
+        cfg = from_dict(Config, state["config"])
+        if env_overrides:
+            cfg.env = from_dict(EnvConfig, {**state["config"]["env"], **env_overrides}, "env")
+        net = build_net(cfg.net, env_spec(cfg.env))
+        net.load_state_dict(state["learner"]["net"])
+    except KeyError as e:
+        raise CheckpointError(f"checkpoint {checkpoint!r} lacks {e}; it is not a training checkpoint") from None
+    return net, cfg, state
+
+
+def summary_table(results: list[TaskEval]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for r in results:
+        rows.append((r.task, f"{r.mean:.2f}", f"{r.std:.2f}", "-" if r.score is None else f"{r.score:.1f}"))
+    scores = [r.score for r in results if r.score is not None]
+    if len(results) > 1 and len(scores) == len(results):
+        rows.append(("suite score", "", "", f"{sum(scores) / len(scores):.1f}"))
+    return rows
+
+
+def _finite(x: float) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,184 @@
+"""The IMPALA learner: one V-trace actor-critic update per batch of unrolls.
+
+Methods (kickstarting, Mix & Match) do not fork this class: they pass extra :class:`LossTerm`
+objects, which see the batch and the network's outputs and return a weighted loss and metrics.
+
+Loss reduction: with ``learner.loss_reduction=sum`` (the default, as IMPALA and TorchBeast) every
+term is summed over time and batch, so the effective learning rate grows with ``T x B``; the
+papers' RMSProp epsilon of 0.1 and their learning rates assume this. ``mean`` averages instead.
+All terms use the same reduction, so a kickstarting weight lambda means the same in both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from kickstart.config import LearnerConfig
+from kickstart.distributions import ActionDist, make_dist
+from kickstart.errors import ConfigError
+from kickstart.losses import impala, vtrace
+from kickstart.runtime.unroll import core_state_of, net_inputs
+
+
+@dataclass
+class LossContext:
+    """What a loss term may read. Time-major; ``out`` covers all ``T + 1`` entries."""
+
+    batch: dict[str, torch.Tensor]
+    out: Any                      # AgentOutput over [T+1, B]
+    dist: ActionDist
+    hparams: dict[str, float]
+    reduction: str
+    frames: int                   # env frames consumed before this update
+
+
+class LossTerm(Protocol):
+    """An extra loss term added to the IMPALA loss (kickstarting, Mix & Match, ...)."""
+
+    name: str
+    hparams: dict[str, float]     # mutable hyperparameters it declares, with initial values
+
+    def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("learner.device=cuda but no CUDA device is available; use learner.device=auto or cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params, cfg: LearnerConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.rmsprop_decay,
+                                   eps=cfg.rmsprop_eps, momentum=cfg.rmsprop_momentum)
+    return torch.optim.Adam(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            eps=cfg.adam_eps)
+
+
+class Learner:
+    """Owns the network being trained, its optimiser and the mutable hyperparameters."""
+
+    def __init__(self, net: torch.nn.Module, cfg: LearnerConfig, total_frames: int,
+                 terms: Sequence[LossTerm] = (), device: torch.device | None = None):
+        self.cfg = cfg
+        self.device = device or pick_device(cfg.device)
+        self.net = net.to(self.device)
+        self.dist = make_dist(net.spec.action_nvec, net.spec.multi_discrete)
+        self.terms = list(terms)
+        self.optimizer = make_optimizer(self.net.parameters(), cfg)
+        self.total_frames = total_frames
+        self.hparams: dict[str, float] = {"learning_rate": cfg.learning_rate, "entropy_cost": cfg.entropy_cost}
+        for term in self.terms:
+            for k, v in term.hparams.items():
+                if k in self.hparams:
+                    raise ValueError(f"loss term {term.name!r} declares hyperparameter {k!r} twice")
+                self.hparams[k] = float(v)
+        self.steps = 0
+
+    # -- hyperparameters (PBT sets them) ---------------------------------------------------------
+    def set_hparams(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            if k not in self.hparams:
+                raise ConfigError(f"unknown hyperparameter {k!r}; mutable ones: {', '.join(sorted(self.hparams))}")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ConfigError(f"hyperparameter {k}={v!r} must be a finite number >= 0")
+            self.hparams[k] = float(v)
+
+    def learning_rate(self, frames: int) -> float:
+        lr = self.hparams["learning_rate"]
+        if self.cfg.lr_schedule == "linear":
+            lr *= max(0.0, 1.0 - frames / self.total_frames)
+        return lr
+
+    # -- the update ------------------------------------------------------------------------------
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def loss(self, batch: dict[str, torch.Tensor], frames: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The total loss on a batch of unrolls ([T+1, B] fields) and its metrics."""
+        cfg, red = self.cfg, self.cfg.loss_reduction
+        obs, last_action, last_reward, first = net_inputs(batch["obs"], batch["last_action"],
+                                                          batch["reward"], batch["first"])
+        out, _ = self.net(obs, last_action, last_reward, first, core_state_of(batch))
+        logits, values = out.policy_logits, out.baseline
+
+        # Realignment (see kickstart/runtime/unroll.py): action a_t and behaviour logits at entries
+        # 0..T-1; the transition from x_t has reward reward[t+1] and ends the episode iff first[t+1];
+        # the value of x_T bootstraps.
+        actions = batch["action"][:-1]
+        target_logp = self.dist.log_prob(logits[:-1], actions)
+        behaviour_logp = self.dist.log_prob(batch["logits"][:-1], actions)
+        log_rhos = target_logp.detach() - behaviour_logp
+        discounts = (~batch["first"][1:]).float() * cfg.discount
+        rewards = batch["reward"][1:]
+        if cfg.reward_clip > 0:
+            rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
+        vt = vtrace.from_importance_weights(
+            log_rhos, discounts, rewards, values[:-1].detach(), values[-1].detach(),
+            clip_rho_threshold=cfg.clip_rho_threshold, clip_pg_rho_threshold=cfg.clip_pg_rho_threshold)
+
+        entropy = self.dist.entropy(logits[:-1])
+        pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages, reduction=red)
+        baseline = cfg.baseline_cost * impala.baseline_loss(values[:-1], vt.vs, reduction=red)
+        ent = self.hparams["entropy_cost"] * impala.entropy_loss(entropy, reduction=red)
+        total = pg + baseline + ent
+        with torch.no_grad():
+            rhos = log_rhos.exp()
+            metrics = {
+                "loss/policy": pg.item(), "loss/baseline": baseline.item(), "loss/entropy": ent.item(),
+                "policy/entropy": entropy.mean().item(),
+                "vtrace/rho_mean": rhos.mean().item(),
+                "vtrace/rho_clipped_frac": (rhos > cfg.clip_rho_threshold).float().mean().item(),
+                "value/mean": values[:-1].mean().item(),
+                "value/target_mean": vt.vs.mean().item(),
+            }
+        ctx = LossContext(batch=batch, out=out, dist=self.dist, hparams=self.hparams, reduction=red, frames=frames)
+        for term in self.terms:
+            term_loss, term_metrics = term(ctx)
+            total = total + term_loss
+            metrics.update(term_metrics)
+        metrics["loss/total"] = total.item()
+        return total, metrics
+
+    def step(self, batch: dict[str, torch.Tensor], frames: int) -> dict[str, float]:
+        """One optimiser step on ``batch``; ``frames`` is the env frame count before it."""
+        batch = self.to_device(batch)
+        lr = self.learning_rate(frames)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total, metrics = self.loss(batch, frames)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
+        else:
+            norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in self.net.parameters() if p.grad is not None))
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
+                                     f"lower learner.learning_rate (now {lr:g}) or check rewards")
+        self.optimizer.step()
+        self.steps += 1
+        metrics["grad/norm"] = float(norm)
+        metrics["learner/lr"] = lr
+        for k, v in self.hparams.items():
+            metrics[f"hparams/{k}"] = v
+        return metrics
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "hparams": dict(self.hparams), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.hparams.update(state["hparams"])
+        self.steps = int(state["steps"])

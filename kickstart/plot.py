@@ -1,0 +1,70 @@
+"""Learning-curve PNGs from run directories (``kickstart plot RUN_DIR [RUN_DIR ...]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from kickstart.errors import UserError
+from kickstart.metrics import read_metrics
+
+GROUPS = {
+    "returns": "episode/return/",
+    "scores": "episode/score/",
+    "losses": "loss/",
+    "perf": "perf/fps",
+    "entropy": "policy/entropy",
+}
+
+
+def _load(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    runs = {}
+    for d in run_dirs:
+        p = Path(d) / "metrics.csv"
+        if not p.is_file():
+            raise UserError(f"{str(d)!r} is not a run directory with metrics (no metrics.csv); "
+                            f"pass directories created by 'kickstart train'")
+        runs[Path(d).name] = read_metrics(p)
+    return runs
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> list[Path]:
+    """Write one PNG per metric group; several runs are overlaid. Returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = _load(run_dirs)
+    out_dir = Path(out) if out else (Path(run_dirs[0]) / "plots" if len(run_dirs) == 1 else Path("plots"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for group, prefix in GROUPS.items():
+        names = sorted({n for m in runs.values() for n in m if n.startswith(prefix)})
+        if group in ("returns", "scores") and any("episode/suite_score" in m for m in runs.values()):
+            names = names + ["episode/suite_score"] if group == "scores" else names
+        if not names:
+            continue
+        cols = min(3, len(names))
+        rows = (len(names) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            for run, m in runs.items():
+                if name in m:
+                    xs, ys = zip(*m[name])
+                    ax.plot(xs, ys, label=run, linewidth=1.2)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("env frames")
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        if len(runs) > 1:
+            axes.flat[0].legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{group}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    if not written:
+        raise UserError("no metrics to plot yet in " + ", ".join(str(d) for d in run_dirs))
+    return written

@@ -1,0 +1,58 @@
+"""What the training loop needs from a runtime, and the pieces every backend shares.
+
+A backend runs :class:`~kickstart.runtime.unroll.Actor` objects somewhere (in this process, in
+local processes, on Ray) and hands the learner batches of unrolls. It knows nothing of the method
+being trained: extra unroll fields come from actor hooks built by a picklable factory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+from kickstart.config import Config
+from kickstart.runtime.unroll import ActorHook, Field
+
+
+@dataclasses.dataclass(frozen=True)
+class HookFactory:
+    """A picklable recipe for the actor hooks of a run: ``fn(cfg, spec, *args)`` -> hooks."""
+
+    fn: Callable[..., Sequence[ActorHook]]
+    args: tuple = ()
+
+    def __call__(self, cfg: Config, spec) -> list[ActorHook]:
+        return list(self.fn(cfg, spec, *self.args))
+
+
+class Backend(Protocol):
+    events: list[str]
+    """Human-readable notices (actor restarts, ...) the training loop logs and clears."""
+
+    def start(self, params: dict[str, torch.Tensor]) -> None: ...
+
+    def get_batch(self) -> dict[str, torch.Tensor]:
+        """Block until ``batch_size`` unrolls are ready; return them as [T+1, B] tensors."""
+
+    def publish(self, params: dict[str, torch.Tensor]) -> None:
+        """Make the learner's new parameters available to the actors."""
+
+    def close(self) -> None: ...
+
+
+def assign_tasks(actor_id: int, envs_per_actor: int, num_tasks: int) -> list[int]:
+    """Spread tasks evenly: env j of actor i runs task (i * N + j) mod num_tasks."""
+    base = actor_id * envs_per_actor
+    return [(base + j) % num_tasks for j in range(envs_per_actor)]
+
+
+def actor_seed(seed: int, actor_id: int, restart: int = 0) -> int:
+    """Distinct seeds per actor and per restart (a restarted actor must not replay its stream)."""
+    return int(seed) * 100_003 + actor_id * 1_009 + restart * 7_919_111 + 1
+
+
+def gather(slots: dict[str, torch.Tensor], fields: dict[str, Field], idx: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Concatenate unrolls along the batch axis: per-step fields -> [T+1, B, ...], others -> [B, ...]."""
+    return {k: torch.cat([slots[k][i] for i in idx], dim=1 if fields[k].per_step else 0) for k in fields}

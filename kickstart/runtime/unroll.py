@@ -1,0 +1,212 @@
+"""Unrolls: what actors write and the learner reads, and the actor that writes them.
+
+Layout (TorchBeast's, with one fix noted below). An actor steps ``N`` envs together and writes one
+unroll of ``T + 1`` entries for all of them. Entry ``t`` holds:
+
+=================  =================  ==========================================================
+field              shape              meaning
+=================  =================  ==========================================================
+``obs``            [T+1, N, *obs]     observation x_t
+``first``          [T+1, N]           x_t is the first observation of an episode
+``reward``         [T+1, N]           reward received on arriving at x_t (raw, unclipped)
+``last_action``    [T+1, N, *act]     action taken before x_t (0 when ``first``)
+``action``         [T+1, N, *act]     action a_t sampled at x_t by the behaviour policy
+``logits``         [T+1, N, L]        behaviour policy logits at x_t
+``task``           [T+1, N]           task id of the env
+``ep_end`` ...     [T+1, N]           finished *game* episodes arriving at x_t (stats only;
+                                      written into columns 0..k-1, with ``ep_task``)
+``core_state.i``   [N, *state_i]      the agent's core state *before* processing x_0
+extra fields       [T+1, N, ...]      written by actor hooks (e.g. a teacher's logits)
+=================  =================  ==========================================================
+
+Entry ``T`` of one unroll is entry ``0`` of the next (the ``T + 1`` overlap): the learner needs the
+value of x_T to bootstrap, and the next unroll needs the action a_T taken there. The learner
+realigns the transitions as: a_t, logits_t at entries ``0..T-1``; the transition from x_t ends the
+episode iff ``first[t+1]``, and its reward is ``reward[t+1]``.
+
+Unlike TorchBeast (which stores the state *after* processing x_0), ``core_state`` is the state
+*before* x_0, so that the learner, running the same network over entries ``0..T`` from that state,
+reproduces the actor's logits exactly when its parameters are the actor's (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from kickstart.distributions import make_dist
+from kickstart.specs import EnvSpec
+
+
+@dataclass(frozen=True)
+class Field:
+    """One unroll field: its trailing shape, dtype, and whether it has the time axis."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    per_step: bool = True
+
+
+class ActorHook(Protocol):
+    """Computes extra per-step fields in the actor (e.g. a teacher's logits along the stream).
+
+    The runtime stores what a hook returns without knowing what it is; the method that installed
+    the hook reads it back in its loss term.
+    """
+
+    fields: dict[str, Field]
+
+    def reset(self, num_envs: int) -> None: ...
+
+    def __call__(self, obs: torch.Tensor, first: torch.Tensor, task: torch.Tensor,
+                 last_action: torch.Tensor, last_reward: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
+def unroll_fields(spec: EnvSpec, num_logits: int, core_state: Sequence[torch.Tensor],
+                  extra: dict[str, Field] | None = None) -> dict[str, Field]:
+    """The fields of an unroll for this env, policy and core state (see the module docstring)."""
+    obs_dtype = torch.from_numpy(np.zeros(1, dtype=spec.np_obs_dtype)).dtype
+    act = spec.action_shape
+    fields = {
+        "obs": Field(tuple(spec.obs_shape), obs_dtype),
+        "first": Field((), torch.bool),
+        "reward": Field((), torch.float32),
+        "last_action": Field(act, torch.int64),
+        "action": Field(act, torch.int64),
+        "logits": Field((num_logits,), torch.float32),
+        "task": Field((), torch.int64),
+        "ep_end": Field((), torch.bool),
+        "ep_task": Field((), torch.int64),
+        "ep_return": Field((), torch.float32),
+        "ep_length": Field((), torch.int64),
+    }
+    for i, s in enumerate(core_state):
+        fields[f"core_state.{i}"] = Field(tuple(s.shape[1:]), s.dtype, per_step=False)
+    for name, f in (extra or {}).items():
+        if name in fields:
+            raise ValueError(f"actor hook field {name!r} clashes with a built-in unroll field")
+        fields[name] = f
+    return fields
+
+
+def allocate(fields: dict[str, Field], unroll_length: int, num_envs: int,
+             num_slots: int | None = None, shared: bool = False) -> dict[str, torch.Tensor]:
+    """Zeroed storage for one unroll (``num_slots`` None) or ``num_slots`` of them."""
+    out = {}
+    for name, f in fields.items():
+        shape = ((unroll_length + 1, num_envs) if f.per_step else (num_envs,)) + tuple(f.shape)
+        if num_slots is not None:
+            shape = (num_slots,) + shape
+        t = torch.zeros(shape, dtype=f.dtype)
+        out[name] = t.share_memory_() if shared else t
+    return out
+
+
+def core_state_of(unroll: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    n = sum(1 for k in unroll if k.startswith("core_state."))
+    return tuple(unroll[f"core_state.{i}"] for i in range(n))
+
+
+def net_inputs(obs, last_action, reward, first):
+    """The network's inputs for entries: the last reward is zeroed at episode starts."""
+    return obs, last_action, torch.where(first, torch.zeros_like(reward), reward), first
+
+
+class Actor:
+    """Steps a batched env with batched inference and fills unrolls, one after another.
+
+    The same object runs in an actor process (local backend), in the learner's process (serial
+    backend) or in a Ray actor: it only fills the tensors it is given.
+    """
+
+    def __init__(self, env, net: torch.nn.Module, unroll_length: int, seed: int,
+                 hooks: Sequence[ActorHook] = ()):
+        self.env = env
+        self.net = net
+        self.T = unroll_length
+        self.hooks = list(hooks)
+        spec: EnvSpec = env.spec
+        self.dist = make_dist(spec.action_nvec, spec.multi_discrete)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.task = torch.as_tensor(np.asarray(env.task_ids), dtype=torch.int64)
+        self._last: dict[str, torch.Tensor] | None = None   # entry T of the previous unroll
+        self._state_before_last = None                       # core state before that entry
+        self._state = None                                   # core state after it
+        self._ep_return = np.zeros(env.num_envs, np.float64)
+
+    def _infer(self, obs, last_action, reward, first, state):
+        with torch.no_grad():
+            o, la, r, f = net_inputs(obs[None], last_action[None], reward[None], first[None])
+            out, new_state = self.net(o, la, r, f, state)
+        logits = out.policy_logits[0]
+        return logits, self.dist.sample(logits, self.generator), new_state
+
+    def _hooks(self, buf, t):
+        if not self.hooks:
+            return
+        o, la, r, f = net_inputs(buf["obs"][t], buf["last_action"][t], buf["reward"][t], buf["first"][t])
+        for hook in self.hooks:
+            for name, value in hook(o, f, self.task, la, r).items():
+                buf[name][t].copy_(value)
+
+    def _start(self, buf):
+        n = self.env.num_envs
+        obs = torch.from_numpy(self.env.reset())
+        buf["obs"][0].copy_(obs)
+        buf["first"][0].fill_(True)
+        buf["reward"][0].zero_()
+        buf["last_action"][0].zero_()
+        for hook in self.hooks:
+            hook.reset(n)
+        self._state_before_last = self.net.initial_state(n)
+        logits, action, self._state = self._infer(buf["obs"][0], buf["last_action"][0], buf["reward"][0],
+                                                  buf["first"][0], self._state_before_last)
+        buf["logits"][0].copy_(logits)
+        buf["action"][0].copy_(action)
+        self._hooks(buf, 0)
+
+    def collect(self, buf: dict[str, torch.Tensor]) -> None:
+        """Fill ``buf`` (one unroll, see :func:`allocate`) with the next ``T`` steps."""
+        for k in ("ep_end", "ep_task", "ep_return", "ep_length"):
+            buf[k].zero_()
+        buf["task"].copy_(self.task.expand_as(buf["task"]))
+        if self._last is None:
+            self._start(buf)
+        else:
+            for k, v in self._last.items():
+                buf[k][0].copy_(v)
+        for i, s in enumerate(self._state_before_last):
+            buf[f"core_state.{i}"].copy_(s)
+
+        state = self._state
+        action = buf["action"][0]
+        for t in range(1, self.T + 1):
+            obs, reward, done, episodes = self.env.step(action.numpy())
+            first = torch.from_numpy(np.asarray(done, dtype=bool))
+            buf["obs"][t].copy_(torch.from_numpy(obs))
+            buf["reward"][t].copy_(torch.from_numpy(np.asarray(reward, dtype=np.float32)))
+            buf["first"][t].copy_(first)
+            last_action = buf["last_action"][t]
+            last_action.copy_(action)
+            last_action[first] = 0
+            for k, ep in enumerate(episodes):
+                buf["ep_end"][t, k] = True
+                buf["ep_task"][t, k] = ep.task_id
+                buf["ep_return"][t, k] = ep.ret
+                buf["ep_length"][t, k] = ep.length
+            state_before = state
+            logits, action, state = self._infer(buf["obs"][t], last_action, buf["reward"][t], first, state)
+            buf["logits"][t].copy_(logits)
+            buf["action"][t].copy_(action)
+            self._hooks(buf, t)
+            action = buf["action"][t]
+
+        self._state_before_last, self._state = state_before, state
+        self._last = {k: buf[k][self.T].clone() for k, f in buf.items()
+                      if buf[k].dim() >= 2 and not k.startswith("core_state.") and not k.startswith("ep_")}
+
+    def close(self) -> None:
+        self.env.close()

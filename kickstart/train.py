@@ -1,0 +1,316 @@
+"""Training orchestration: run directory, build, then collect -> update -> publish -> log.
+
+:class:`Trainer` is one learner with its actors. It is also the unit Population Based Training
+drives: ``run_until(frames)``, ``state()``/``restore()``, ``learner.set_hparams``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from kickstart.checkpoint import load_checkpoint, save_checkpoint
+from kickstart.config import Config, from_dict, save_config, to_dict
+from kickstart.errors import CheckpointError, UserError
+from kickstart.learner import Learner, LossTerm
+from kickstart.metrics import CSVLogger, EpisodeStats, Logger, MultiLogger, TensorBoardLogger
+from kickstart.runtime.backend import HookFactory
+from kickstart.runtime.local import make_backend
+from kickstart.runtime.unroll import Field, unroll_fields
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# -- run directory -------------------------------------------------------------------------------
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+def run_metadata() -> dict:
+    versions = {}
+    for pkg in ("kickstart", "torch", "numpy", "gymnasium", "ale-py", "MinAtar", "scipy", "ray"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"git_commit": _git_commit(), "packages": versions, "python": platform.python_version(),
+            "platform": platform.platform(), "argv": sys.argv, "started": _dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def new_run_dir(cfg: Config) -> Path:
+    name = cfg.run.name or f"{re.sub(r'[^A-Za-z0-9]+', '-', cfg.env.id).strip('-').lower()}-" \
+                           f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    d = Path(cfg.run.out_dir) / name
+    if (d / CHECKPOINT).exists():
+        raise UserError(f"run directory {str(d)!r} already holds a run; resume it with "
+                        f"'kickstart train --resume {d}' or choose another run.name")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The resolved config saved in a run directory, with optional overrides (e.g. a larger budget)."""
+    from kickstart.config import apply_overrides
+    import yaml
+
+    p = Path(run_dir) / "config.yaml"
+    if not p.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml); "
+                              f"pass the directory a previous 'kickstart train' created")
+    data = yaml.safe_load(p.read_text()) or {}
+    apply_overrides(data, list(overrides))
+    return from_dict(Config, data)
+
+
+# -- the trainer ---------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    frames: int
+    agent_steps: int
+    seconds: float
+    mean_returns: dict[str, float]
+    suite_score: float | None
+    interrupted: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+class Trainer:
+    """One learner and its actors.
+
+    ``terms`` and ``hook_factory`` are how methods plug in: loss terms for the learner, actor hooks
+    that write extra unroll fields. The trainer passes them through without knowing what they are.
+    """
+
+    def __init__(self, cfg: Config, run_dir: str | Path, terms: Sequence[LossTerm] = (),
+                 hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
+                 loggers: Sequence[Logger] | None = None, console=None):
+        from kickstart.envs import env_spec
+        from kickstart.nets import build_net
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.console = console
+        torch.set_num_threads(cfg.runtime.torch_threads)
+        torch.manual_seed(cfg.runtime.seed)
+        np.random.seed(cfg.runtime.seed % 2**32)
+        self.spec = env_spec(cfg.env)
+        net = build_net(cfg.net, self.spec)
+        self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms)
+        init_state = net.initial_state(1)
+        self.fields = unroll_fields(self.spec, net_num_logits(net), init_state, extra_fields)
+        self.hook_factory = hook_factory
+        self.frames = 0
+        self.agent_steps = 0
+        self.elapsed = 0.0          # training seconds over all sessions of this run
+        self.stats = EpisodeStats(self.spec.task_names)
+        self.backend = None
+        if loggers is None:
+            loggers = [CSVLogger(self.run_dir / "metrics.csv")]
+            if cfg.run.tensorboard:
+                loggers.append(TensorBoardLogger(self.run_dir / "tb"))
+        self.logger = MultiLogger(list(loggers))
+        self._stop_requested = False
+        self._acc: dict[str, float] = {}
+        self._acc_n = 0
+        self.last_metrics: dict[str, float] = {}
+
+    # -- state -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"config": to_dict(self.cfg), "learner": self.learner.state_dict(),
+                "counters": {"frames": self.frames, "agent_steps": self.agent_steps, "elapsed": self.elapsed},
+                "rng": {"torch": torch.get_rng_state(), "numpy": _np_rng_state()},
+                "spec": dataclasses.asdict(self.spec)}
+
+    def restore(self, state: dict) -> None:
+        spec = state.get("spec")
+        if spec is not None and tuple(spec["obs_shape"]) != tuple(self.spec.obs_shape):
+            raise CheckpointError(f"checkpoint observation shape {tuple(spec['obs_shape'])} does not fit this "
+                                  f"run's {tuple(self.spec.obs_shape)}")
+        try:
+            self.learner.load_state_dict(state["learner"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0][:200]
+            raise CheckpointError(f"checkpoint does not fit this run's network ({first})") from None
+        c = state["counters"]
+        self.frames, self.agent_steps, self.elapsed = int(c["frames"]), int(c["agent_steps"]), float(c["elapsed"])
+        torch.set_rng_state(state["rng"]["torch"])
+        _set_np_rng_state(state["rng"]["numpy"])
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir / CHECKPOINT, self.state())
+
+    # -- phases ------------------------------------------------------------------------------
+    def _start_backend(self) -> None:
+        if self.backend is None:
+            self.backend = make_backend(self.cfg, self.fields, self.hook_factory, self.spec.num_tasks)
+            self.backend.start(self._cpu_params())
+
+    def _cpu_params(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.learner.net.state_dict().items()}
+
+    def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        metrics = self.learner.step(batch, self.frames)
+        T, B = batch["action"].shape[0] - 1, batch["action"].shape[1]
+        self.agent_steps += T * B
+        self.frames += T * B * self.spec.frames_per_step
+        return metrics
+
+    def _accumulate(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self._acc[k] = self._acc.get(k, 0.0) + v
+        self._acc_n += 1
+
+    def _log(self, window_frames: int, window_seconds: float) -> dict[str, float]:
+        m = {k: v / max(self._acc_n, 1) for k, v in self._acc.items()}
+        self._acc, self._acc_n = {}, 0
+        m.update(self.stats.summary())
+        m["perf/fps"] = window_frames / max(window_seconds, 1e-9)
+        m["perf/sps"] = m["perf/fps"] / self.spec.frames_per_step
+        m["perf/learner_steps"] = float(self.learner.steps)
+        m["perf/agent_steps"] = float(self.agent_steps)
+        for event in getattr(self.backend, "events", []):
+            self._say(f"[yellow]{event}[/yellow]")
+        if getattr(self.backend, "events", None):
+            m["perf/actor_restarts"] = float(getattr(self.backend, "total_restarts", 0))
+            self.backend.events.clear()
+        self.logger.write(self.frames, m)
+        self.last_metrics = m
+        return m
+
+    def _say(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(msg)
+
+    def request_stop(self, *_args) -> None:
+        self._stop_requested = True
+
+    def run_until(self, frames: int, progress=None) -> bool:
+        """Train until ``frames`` env frames (or a stop request). Returns False if stopped early."""
+        self._start_backend()
+        last_log = last_ckpt = time.monotonic()
+        log_frames, t_start = self.frames, time.monotonic()
+        t_prev = t_start
+        while self.frames < frames and not self._stop_requested:
+            batch = self.backend.get_batch()                       # collect
+            self._accumulate(self._update(batch))                  # update
+            self.backend.publish(self._cpu_params())               # publish
+            self.stats.update(batch)
+            now = time.monotonic()
+            self.elapsed += now - t_prev
+            t_prev = now
+            if progress is not None:
+                progress(self)
+            if now - last_log >= self.cfg.run.log_every_s:         # log
+                self._log(self.frames - log_frames, now - last_log)
+                last_log, log_frames = now, self.frames
+            if now - last_ckpt >= self.cfg.run.checkpoint_every_s:  # checkpoint
+                self.save()
+                last_ckpt = now
+        if self._acc_n:
+            self._log(self.frames - log_frames, max(time.monotonic() - last_log, 1e-9))
+        return self.frames >= frames
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+        self.logger.close()
+
+    def result(self, interrupted: bool = False) -> TrainResult:
+        return TrainResult(self.run_dir, self.frames, self.agent_steps, self.elapsed, self.stats.mean_returns(),
+                           self.stats.suite_score(), interrupted, dict(self.last_metrics))
+
+
+def net_num_logits(net) -> int:
+    with torch.no_grad():
+        spec = net.spec
+        T, B = 1, 1
+        obs = torch.zeros((T, B) + tuple(spec.obs_shape), dtype=torch.from_numpy(np.zeros(1, spec.np_obs_dtype)).dtype)
+        la = torch.zeros((T, B) + spec.action_shape, dtype=torch.int64)
+        out, _ = net(obs, la, torch.zeros(T, B), torch.ones(T, B, dtype=torch.bool), net.initial_state(B))
+    return out.policy_logits.shape[-1]
+
+
+def _np_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_np_rng_state(s: dict) -> None:
+    np.random.set_state((s["name"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached"]))
+
+
+# -- the whole run -------------------------------------------------------------------------------
+
+def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[LossTerm] = (),
+          hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
+          console=None, progress_bar: bool | None = None) -> TrainResult:
+    """Train one agent as ``cfg`` says (resuming ``resume_dir`` if given); checkpoint on exit."""
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        state = load_checkpoint(run_dir / CHECKPOINT)
+    else:
+        run_dir, state = new_run_dir(cfg), None
+    save_config(cfg, run_dir / "config.yaml")
+    meta_path = run_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.setdefault("sessions", []).append(run_metadata())
+    meta_path.write_text(json.dumps(meta, indent=2))
+
+    trainer = Trainer(cfg, run_dir, terms, hook_factory, extra_fields, console=console)
+    if state is not None:
+        trainer.restore(state)
+    handlers = {s: signal.signal(s, trainer.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    show = cfg.run.progress if progress_bar is None else progress_bar
+    try:
+        if show and console is not None:
+            from kickstart.progress import TrainProgress
+
+            with TrainProgress(console, cfg.run.total_frames, trainer.frames) as bar:
+                done = trainer.run_until(cfg.run.total_frames, progress=bar.update)
+        else:
+            done = trainer.run_until(cfg.run.total_frames)
+        trainer.save()
+    except BaseException:
+        try:  # a crash loses nothing: keep what was learned so far
+            trainer.save()
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        trainer.close()
+    return trainer.result(interrupted=not done)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs kickstart with its test extras into it. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# torch is pinned to 2.13.0 in pyproject.toml: pip takes the CPU wheel on this machine.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
