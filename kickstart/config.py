@@ -205,7 +205,10 @@ class RuntimeConfig:
     """Shared-memory unroll slots; 0 chooses enough for every actor to keep writing while the
     learner holds two batches."""
     torch_threads: int = 1
-    """torch threads per process. Keep 1: scale with processes, not threads."""
+    """torch threads per actor process. Keep 1: scale with processes, not threads."""
+    learner_threads: int = 1
+    """torch threads of the learner process. 1 by default; more only helps when the learner is the
+    bottleneck and cores sit idle (e.g. a large Atari net with few actors)."""
     seed: int = 0
     """Seed of network initialisation, env resets and action sampling."""
     actor_restarts: int = 10
@@ -218,6 +221,7 @@ class RuntimeConfig:
         _positive(s, "envs_per_actor", self.envs_per_actor)
         _positive(s, "num_buffers", self.num_buffers, allow_zero=True)
         _positive(s, "torch_threads", self.torch_threads)
+        _positive(s, "learner_threads", self.learner_threads)
         _positive(s, "seed", self.seed, allow_zero=True)
         _positive(s, "actor_restarts", self.actor_restarts, allow_zero=True)
 

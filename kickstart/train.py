@@ -121,7 +121,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.console = console
-        torch.set_num_threads(cfg.runtime.torch_threads)
+        torch.set_num_threads(cfg.runtime.learner_threads)
         torch.manual_seed(cfg.runtime.seed)
         np.random.seed(cfg.runtime.seed % 2**32)
         self.spec = env_spec(cfg.env)
@@ -171,9 +171,10 @@ class Trainer:
         return save_checkpoint(self.run_dir / CHECKPOINT, self.state())
 
     # -- phases ------------------------------------------------------------------------------
-    def _start_backend(self) -> None:
+    def start(self) -> None:
+        """Start the actors (idempotent; ``run_until`` calls it)."""
         if self.backend is None:
-            self.backend = make_backend(self.cfg, self.fields, self.hook_factory, self.spec.num_tasks)
+            self.backend = make_backend(self.cfg, self.spec, self.fields, self.hook_factory)
             self.backend.start(self._cpu_params())
 
     def _cpu_params(self) -> dict[str, torch.Tensor]:
@@ -217,7 +218,7 @@ class Trainer:
 
     def run_until(self, frames: int, progress=None) -> bool:
         """Train until ``frames`` env frames (or a stop request). Returns False if stopped early."""
-        self._start_backend()
+        self.start()
         last_log = last_ckpt = time.monotonic()
         log_frames, t_start = self.frames, time.monotonic()
         t_prev = t_start

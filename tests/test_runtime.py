@@ -89,7 +89,7 @@ def test_gather_concatenates_along_batch(out_dir):
 def test_learner_step_changes_params_and_reports_metrics(out_dir):
     cfg = _cfg(out_dir, "runtime.backend=serial")
     tr = Trainer(cfg, out_dir, loggers=[])
-    tr._start_backend()
+    tr.start()
     before = {k: v.clone() for k, v in tr.learner.net.state_dict().items()}
     m = tr._update(tr.backend.get_batch())
     assert any(not torch.equal(before[k], v) for k, v in tr.learner.net.state_dict().items())
@@ -119,7 +119,7 @@ def test_local_backend_survives_a_killed_actor(out_dir):
     spec = env_spec(cfg.env)
     net = build_net(cfg.net, spec)
     fields = unroll_fields(spec, net_num_logits(net), net.initial_state(1))
-    backend = LocalBackend(cfg, fields)
+    backend = LocalBackend(cfg, spec, fields)
     backend.start(net.state_dict())
     try:
         for _ in range(3):

@@ -63,9 +63,15 @@ class AgentNet(nn.Module):
           ``(AgentOutput, state)`` with the state after step T-1.
         """
         T, B = obs.shape[:2]
-        x = obs.reshape(T * B, *obs.shape[2:]).float()
-        if self.spec.obs_scale != 1.0:
-            x = x * self.spec.obs_scale
+        x = obs.reshape(T * B, *obs.shape[2:])
+        if x.dtype.is_floating_point:
+            x = x.float()
+            if self.spec.obs_scale != 1.0:
+                x = x * self.spec.obs_scale
+        else:  # a fresh float tensor: scale it in place (saves a [T*B, C, H, W] temporary)
+            x = x.float()
+            if self.spec.obs_scale != 1.0:
+                x.mul_(self.spec.obs_scale)
         x = self.torso(x).view(T, B, -1)
         core_out, state = self.core(x, last_action, last_reward, first, state)
         core_out = core_out.reshape(T * B, -1)

@@ -53,7 +53,7 @@ class ParamStore:
         return v1 if self.version.value == v1 else have
 
 
-def _actor_main(actor_id: int, cfg: Config, task_ids: list[int], seed: int, slots: dict,
+def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int, slots: dict,
                 conn, store: ParamStore, hook_factory: HookFactory | None) -> None:
     """Entry point of an actor process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process decides when to stop
@@ -62,7 +62,7 @@ def _actor_main(actor_id: int, cfg: Config, task_ids: list[int], seed: int, slot
     from kickstart.nets import build_net
     from kickstart.runtime.unroll import Actor
 
-    env = make_batched_env(cfg.env, task_ids, seed)
+    env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
     net = build_net(cfg.net, env.spec)
     version = -1
     while version < 0:
@@ -86,12 +86,12 @@ def _actor_main(actor_id: int, cfg: Config, task_ids: list[int], seed: int, slot
 class LocalBackend:
     """Actor processes + shared-memory slots; ``get_batch`` runs in the learner's process."""
 
-    def __init__(self, cfg: Config, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 num_tasks: int = 1):
+    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None):
         self.cfg = cfg
+        self.spec = spec
         self.fields = fields
         self.hook_factory = hook_factory
-        self.num_tasks = num_tasks
+        self.num_tasks = spec.num_tasks
         rt, lc = cfg.runtime, cfg.learner
         self.unrolls_per_batch = lc.batch_size // rt.envs_per_actor
         need = rt.num_actors * SLOTS_PER_ACTOR + self.unrolls_per_batch
@@ -115,7 +115,7 @@ class LocalBackend:
         seed = actor_seed(self.cfg.runtime.seed, i, self.restarts[i])
         tasks = assign_tasks(i, self.cfg.runtime.envs_per_actor, self.num_tasks)
         p = self.ctx.Process(target=_actor_main, name=f"kickstart-actor-{i}", daemon=True,
-                             args=(i, self.cfg, tasks, seed, self.slots, child, self.store, self.hook_factory))
+                             args=(i, self.cfg, self.spec, tasks, seed, self.slots, child, self.store, self.hook_factory))
         p.start()
         child.close()
         self.procs[i], self.conns[i] = p, parent
@@ -225,8 +225,7 @@ class LocalBackend:
 class SerialBackend:
     """Everything in one process: the actors step in turn inside ``get_batch`` (tests, debugging)."""
 
-    def __init__(self, cfg: Config, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 num_tasks: int = 1):
+    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None):
         from kickstart.envs import make_batched_env
         from kickstart.nets import build_net
         from kickstart.runtime.unroll import Actor
@@ -239,7 +238,7 @@ class SerialBackend:
         self.nets = []
         for i in range(rt.num_actors):
             seed = actor_seed(rt.seed, i)
-            env = make_batched_env(cfg.env, assign_tasks(i, rt.envs_per_actor, num_tasks), seed)
+            env = make_batched_env(cfg.env, assign_tasks(i, rt.envs_per_actor, spec.num_tasks), seed, spec=spec)
             net = build_net(cfg.net, env.spec)
             hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
             self.actors.append(Actor(env, net, lc.unroll_length, seed, hooks))
@@ -266,8 +265,7 @@ class SerialBackend:
             a.close()
 
 
-def make_backend(cfg: Config, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 num_tasks: int = 1):
+def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None):
     if cfg.runtime.backend == "serial":
-        return SerialBackend(cfg, fields, hook_factory, num_tasks)
-    return LocalBackend(cfg, fields, hook_factory, num_tasks)
+        return SerialBackend(cfg, spec, fields, hook_factory)
+    return LocalBackend(cfg, spec, fields, hook_factory)

@@ -191,7 +191,7 @@ class Actor:
             buf["first"][t].copy_(first)
             last_action = buf["last_action"][t]
             last_action.copy_(action)
-            last_action[first] = 0
+            last_action.masked_fill_(first.view(first.shape + (1,) * (last_action.dim() - 1)), 0)
             for k, ep in enumerate(episodes):
                 buf["ep_end"][t, k] = True
                 buf["ep_task"][t, k] = ep.task_id
