@@ -1,13 +1,25 @@
 """The ``kickstart`` command line: train, eval, plot.
 
-Every user mistake ends in one line on stderr (``kickstart: error: ...``) and exit status 2;
-an interrupted run writes its checkpoint and exits with 130.
+Exit status:
+
+* 0: done.
+* 2: a user mistake (bad config key or value, unknown env or network, missing or corrupt
+  checkpoint, ...): one line on stderr, ``kickstart: error: <what is wrong; what is valid>``, and
+  no traceback. Checks that need no torch (config, env ids, paths) run before torch is imported,
+  so mistakes are answered at once.
+* 130: stopped early by SIGINT (Ctrl-C) *or* SIGTERM (``kill``, a cluster scheduler's preemption).
+  Both mean the same thing: training stopped at the end of the current update, the checkpoint was
+  written, and ``kickstart train --resume RUN_DIR`` continues the run. (The shell convention would
+  give SIGTERM 143; one code for "stopped on request, resumable" is simpler for job scripts, and
+  the training loop does not report which signal stopped it.)
+* anything else: a bug or a crash (with its traceback); the checkpoint is still written.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from kickstart.errors import UserError
@@ -60,61 +72,132 @@ def _split_config_and_overrides(args) -> tuple[str | None, list[str]]:
     return config, overrides
 
 
+# Settings a resumed run cannot change. The network and the optimiser are rebuilt from the config
+# and then loaded from the checkpoint, so a different value either does not fit the checkpoint or
+# is silently replaced by the checkpoint's (the optimiser's hyperparameters and the PBT-mutable
+# learning rate and entropy cost are restored from it).
+_FIXED_ON_RESUME = ("net.", "env.id", "env.full_action_space", "env.frame_stack", "learner.optimizer",
+                    "learner.learning_rate", "learner.entropy_cost", "learner.rmsprop_", "learner.adam_")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_changes(saved, new) -> None:
+    """Refuse overrides that a resumed run cannot honour (see ``_FIXED_ON_RESUME``)."""
+    from kickstart.config import to_dict
+
+    before, after = _flat(to_dict(saved)), _flat(to_dict(new))
+    bad = [k for k in after if after[k] != before.get(k) and k.startswith(_FIXED_ON_RESUME)]
+    if bad:
+        changes = ", ".join(f"{k} {before.get(k)!r} -> {after[k]!r}" for k in bad)
+        raise UserError(f"--resume cannot change {changes}: the checkpoint's network and optimiser state fix "
+                        f"them; only run.*, runtime.* and the other learner/env settings may change on resume "
+                        f"(start a new run to change these)")
+
+
+def _check_env_and_net(cfg) -> None:
+    """Fail on an unknown env, a network that does not fit it or a missing device before a run
+    directory is made (the env check needs no torch)."""
+    from kickstart.envs import env_spec
+
+    spec = env_spec(cfg.env)
+    from kickstart.learner import pick_device
+    from kickstart.nets import build_net
+
+    build_net(cfg.net, spec)
+    pick_device(cfg.learner.device)
+
+
 def cmd_train(args, console) -> int:
     from kickstart.config import load_config
-    from kickstart.train import load_run_config, train
 
     config, overrides = _split_config_and_overrides(args)
     if args.resume:
         if config is not None:
             raise UserError("give either a CONFIG file or --resume RUN_DIR, not both (overrides may follow --resume)")
+        if not (Path(args.resume) / "config.yaml").is_file():  # answered before torch is imported
+            raise UserError(f"{args.resume!r} is not a run directory (no config.yaml); pass the directory "
+                            f"a previous 'kickstart train' created")
+        from kickstart.train import load_run_config
+
         cfg = load_run_config(args.resume, overrides)
+        check_resume_changes(load_run_config(args.resume), cfg)
     else:
         if config is None:
             raise UserError("missing CONFIG: pass a YAML file, e.g. 'kickstart train configs/minatar_breakout.yaml'")
         cfg = load_config(config, overrides)
+    _check_env_and_net(cfg)
+    from kickstart.train import train
+
     result = train(cfg, resume_dir=args.resume, console=console,
                    progress_bar=False if args.no_progress else None)
     print_train_result(console, result)
     return 130 if result.interrupted else 0
 
 
-def print_train_result(console, result) -> None:
-    from rich.table import Table
+def _say(console, text: str) -> None:
+    """Print plain text: no rich markup (paths may hold '['), no wrapping (the line is copied)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    table = Table(title=f"run {result.run_dir}")
+
+def print_train_result(console, result) -> None:
+    import shlex
+
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(f"run {result.run_dir}"))
     table.add_column("task")
     table.add_column("mean return (last 100 episodes)", justify="right")
     for task, r in sorted(result.mean_returns.items()):
         table.add_row(task, f"{r:.2f}")
-    if result.suite_score is not None:
+    if result.suite_score is not None and len(result.mean_returns) > 1:
         table.add_row("suite score (capped, normalised)", f"{result.suite_score:.1f}")
     console.print(table)
     state = "interrupted at" if result.interrupted else "trained"
-    console.print(f"{state} {result.frames:,} frames ({result.agent_steps:,} agent steps) in "
+    _say(console, f"{state} {result.frames:,} frames ({result.agent_steps:,} agent steps) in "
                   f"{result.seconds:.0f} s: {result.fps:,.0f} frames/s. Checkpoint: {result.run_dir / 'checkpoint.pt'}")
     if result.interrupted:
-        console.print(f"resume with: kickstart train --resume {result.run_dir}")
+        _say(console, f"resume with: kickstart train --resume {shlex.quote(str(result.run_dir))}")
 
 
 def cmd_eval(args, console) -> int:
     import yaml
-    from rich.table import Table
 
-    from kickstart.evaluate import evaluate, load_policy, summary_table
+    from kickstart.checkpoint import resolve_checkpoint
 
     if args.episodes < 1:
         raise UserError(f"--episodes={args.episodes} must be >= 1")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed={args.seed} must be an integer in [0, 2**63)")
     overrides = {}
     for item in args.env_overrides:
         if "=" not in item:
             raise UserError(f"--env {item!r} must look like key=value, e.g. --env sticky_actions=0")
         k, v = item.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
+        try:
+            overrides[k] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            overrides[k] = v
+    resolve_checkpoint(args.checkpoint)  # a missing file is reported before torch is imported
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from kickstart.evaluate import evaluate, load_policy, summary_table
+
     net, cfg, _ = load_policy(args.checkpoint, overrides)
     results = evaluate(net, cfg.env, args.episodes, seed=args.seed, greedy=args.greedy)
-    table = Table(title=f"{args.checkpoint}: {args.episodes} episodes per task"
-                        f"{' (greedy)' if args.greedy else ''}")
+    table = Table(title=Text(f"{args.checkpoint}: {args.episodes} episodes per task"
+                             f"{' (greedy)' if args.greedy else ''}"))
     for col in ("task", "mean return", "std", "capped score"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for row in summary_table(results):
@@ -128,7 +211,7 @@ def cmd_plot(args, console) -> int:
 
     paths = plot_runs(args.run_dirs, args.out)
     for p in paths:
-        console.print(f"wrote {p}")
+        _say(console, f"wrote {p}")
     return 0
 
 
@@ -140,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args, console)
     except UserError as e:
-        print(f"kickstart: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the message holds
+        print(f"kickstart: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kickstart: interrupted", file=sys.stderr)

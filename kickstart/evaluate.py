@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -84,7 +83,11 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
 
 
 def load_policy(checkpoint: str, env_overrides: dict | None = None):
-    """Network and config of a training checkpoint (weights only; no code is loaded)."""
+    """Network and config of a training checkpoint (weights only; no code is loaded).
+
+    ``env_overrides`` may change the env (e.g. ``sticky_actions``, or another game with the same
+    observation shape and actions); a network that does not fit the env is a :class:`CheckpointError`.
+    """
     from kickstart.checkpoint import load_checkpoint
     from kickstart.envs import env_spec
     from kickstart.nets import build_net
@@ -94,10 +97,24 @@ def load_policy(checkpoint: str, env_overrides: dict | None = None):
         cfg = from_dict(Config, state["config"])
         if env_overrides:
             cfg.env = from_dict(EnvConfig, {**state["config"]["env"], **env_overrides}, "env")
-        net = build_net(cfg.net, env_spec(cfg.env))
-        net.load_state_dict(state["learner"]["net"])
-    except KeyError as e:
+        weights = state["learner"]["net"]
+    except (KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {checkpoint!r} lacks {e}; it is not a training checkpoint") from None
+    spec = env_spec(cfg.env)
+    saved = state.get("spec") if isinstance(state.get("spec"), dict) else {}
+    for key, what in (("obs_shape", "observation shape"), ("action_nvec", "actions")):
+        if key in saved and tuple(saved[key]) != tuple(getattr(spec, key)):
+            raise CheckpointError(f"checkpoint {checkpoint!r} was trained with {what} {tuple(saved[key])} but "
+                                  f"env {cfg.env.id!r} has {tuple(getattr(spec, key))}; evaluate it on an env "
+                                  f"with the same {what} (drop or change --env)")
+    net = build_net(cfg.net, spec)
+    try:
+        net.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if not ln.startswith("Error(s) in loading")), type(e).__name__)
+        raise CheckpointError(f"checkpoint {checkpoint!r} does not fit the network its config describes "
+                              f"({detail[:200]})") from None
     return net, cfg, state
 
 
@@ -110,6 +127,3 @@ def summary_table(results: list[TaskEval]) -> list[tuple[str, str, str, str]]:
         rows.append(("suite score", "", "", f"{sum(scores) / len(scores):.1f}"))
     return rows
 
-
-def _finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)

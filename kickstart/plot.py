@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Sequence
 
 from kickstart.errors import UserError
-from kickstart.metrics import read_metrics
 
 GROUPS = {
     "returns": "episode/return/",
@@ -17,25 +16,40 @@ GROUPS = {
 }
 
 
+def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
+    """Legend labels: the directory names, or the paths where two runs share a name."""
+    names = [Path(d).resolve().name for d in run_dirs]
+    if len(set(names)) == len(names):
+        return names
+    return [str(d) for d in run_dirs]
+
+
 def _load(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    runs = {}
-    for d in run_dirs:
-        p = Path(d) / "metrics.csv"
-        if not p.is_file():
+    for d in run_dirs:  # check every path before the (slow) metrics import
+        if not (Path(d) / "metrics.csv").is_file():
             raise UserError(f"{str(d)!r} is not a run directory with metrics (no metrics.csv); "
                             f"pass directories created by 'kickstart train'")
-        runs[Path(d).name] = read_metrics(p)
+    from kickstart.metrics import read_metrics
+
+    runs = {}
+    for d, label in zip(run_dirs, _labels(run_dirs)):
+        p = Path(d) / "metrics.csv"
+        try:
+            runs[label] = read_metrics(p)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{str(p)!r} is malformed ({type(e).__name__}: {str(e)[:120]}); expected the "
+                            f"columns frames,time,name,value written by 'kickstart train'") from None
     return runs
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> list[Path]:
     """Write one PNG per metric group; several runs are overlaid. Returns the written paths."""
+    runs = _load(run_dirs)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = _load(run_dirs)
     out_dir = Path(out) if out else (Path(run_dirs[0]) / "plots" if len(run_dirs) == 1 else Path("plots"))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
