@@ -174,7 +174,8 @@ class Trainer:
     def start(self) -> None:
         """Start the actors (idempotent; ``run_until`` calls it)."""
         if self.backend is None:
-            self.backend = make_backend(self.cfg, self.spec, self.fields, self.hook_factory)
+            self.backend = make_backend(self.cfg, self.spec, self.fields, self.hook_factory,
+                                        session=self.learner.steps)
             self.backend.start(self._cpu_params())
 
     def _cpu_params(self) -> dict[str, torch.Tensor]:
@@ -213,11 +214,16 @@ class Trainer:
         if self.console is not None:
             self.console.print(msg)
 
-    def request_stop(self, *_args) -> None:
+    def request_stop(self, signum=None, _frame=None) -> None:
+        """Stop at the end of the current update (a second request stops at once)."""
+        if self._stop_requested and signum is not None:
+            raise KeyboardInterrupt
         self._stop_requested = True
 
     def run_until(self, frames: int, progress=None) -> bool:
         """Train until ``frames`` env frames (or a stop request). Returns False if stopped early."""
+        if self.frames >= frames:
+            return True
         self.start()
         last_log = last_ckpt = time.monotonic()
         log_frames, t_start = self.frames, time.monotonic()
@@ -275,24 +281,38 @@ def _set_np_rng_state(s: dict) -> None:
 
 # -- the whole run -------------------------------------------------------------------------------
 
+def validate(cfg: Config) -> None:
+    """Everything that can be checked before a run starts: env, network, device."""
+    from kickstart.envs import env_spec
+    from kickstart.learner import pick_device
+    from kickstart.nets import build_net
+
+    build_net(cfg.net, env_spec(cfg.env))
+    pick_device(cfg.learner.device)
+
+
 def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[LossTerm] = (),
           hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
           console=None, progress_bar: bool | None = None) -> TrainResult:
     """Train one agent as ``cfg`` says (resuming ``resume_dir`` if given); checkpoint on exit."""
+    validate(cfg)  # a rejected config leaves no run directory behind
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         state = load_checkpoint(run_dir / CHECKPOINT)
     else:
         run_dir, state = new_run_dir(cfg), None
+    trainer = Trainer(cfg, run_dir, terms, hook_factory, extra_fields, console=console)
+    if state is not None:
+        try:
+            trainer.restore(state)   # only a successful restore may touch the run directory
+        except BaseException:
+            trainer.close()
+            raise
     save_config(cfg, run_dir / "config.yaml")
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.setdefault("sessions", []).append(run_metadata())
     meta_path.write_text(json.dumps(meta, indent=2))
-
-    trainer = Trainer(cfg, run_dir, terms, hook_factory, extra_fields, console=console)
-    if state is not None:
-        trainer.restore(state)
     handlers = {s: signal.signal(s, trainer.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     show = cfg.run.progress if progress_bar is None else progress_bar
     try:

@@ -48,9 +48,10 @@ def assign_tasks(actor_id: int, envs_per_actor: int, num_tasks: int) -> list[int
     return [(base + j) % num_tasks for j in range(envs_per_actor)]
 
 
-def actor_seed(seed: int, actor_id: int, restart: int = 0) -> int:
-    """Distinct seeds per actor and per restart (a restarted actor must not replay its stream)."""
-    return int(seed) * 100_003 + actor_id * 1_009 + restart * 7_919_111 + 1
+def actor_seed(seed: int, actor_id: int, restart: int = 0, session: int = 0) -> int:
+    """Distinct seeds per actor, per restart and per session (a restarted actor or a resumed run
+    must not replay its env stream)."""
+    return (int(seed) * 100_003 + actor_id * 1_009 + restart * 7_919_111 + session * 104_729 + 1) % 2**63
 
 
 def gather(slots: dict[str, torch.Tensor], fields: dict[str, Field], idx: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ import collections
 import multiprocessing.connection as mpc
 import os
 import signal
+import threading
 import time
 from typing import Sequence
 
@@ -56,7 +57,9 @@ class ParamStore:
 def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int, slots: dict,
                 conn, store: ParamStore, hook_factory: HookFactory | None) -> None:
     """Entry point of an actor process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process decides when to stop
+    # The learner process decides when to stop (and tells us through the pipe).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(cfg.runtime.torch_threads)
     from kickstart.envs import make_batched_env
     from kickstart.nets import build_net
@@ -86,8 +89,10 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
 class LocalBackend:
     """Actor processes + shared-memory slots; ``get_batch`` runs in the learner's process."""
 
-    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None):
+    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
+                 session: int = 0):
         self.cfg = cfg
+        self.session = session
         self.spec = spec
         self.fields = fields
         self.hook_factory = hook_factory
@@ -112,11 +117,19 @@ class LocalBackend:
     # -- actor processes -------------------------------------------------------------------------
     def _spawn(self, i: int) -> None:
         parent, child = self.ctx.Pipe(duplex=True)
-        seed = actor_seed(self.cfg.runtime.seed, i, self.restarts[i])
+        seed = actor_seed(self.cfg.runtime.seed, i, self.restarts[i], self.session)
         tasks = assign_tasks(i, self.cfg.runtime.envs_per_actor, self.num_tasks)
         p = self.ctx.Process(target=_actor_main, name=f"kickstart-actor-{i}", daemon=True,
                              args=(i, self.cfg, self.spec, tasks, seed, self.slots, child, self.store, self.hook_factory))
-        p.start()
+        # Ignored dispositions survive the spawn's exec, so a Ctrl-C that reaches the whole process
+        # group while the child still imports torch cannot kill it (the mask would be cleared).
+        swap = threading.current_thread() is threading.main_thread()
+        prev = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if swap else {}
+        try:
+            p.start()
+        finally:
+            for s, h in prev.items():
+                signal.signal(s, h)
         child.close()
         self.procs[i], self.conns[i] = p, parent
         for _ in range(SLOTS_PER_ACTOR):
@@ -225,7 +238,8 @@ class LocalBackend:
 class SerialBackend:
     """Everything in one process: the actors step in turn inside ``get_batch`` (tests, debugging)."""
 
-    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None):
+    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
+                 session: int = 0):
         from kickstart.envs import make_batched_env
         from kickstart.nets import build_net
         from kickstart.runtime.unroll import Actor
@@ -237,7 +251,7 @@ class SerialBackend:
         self.actors = []
         self.nets = []
         for i in range(rt.num_actors):
-            seed = actor_seed(rt.seed, i)
+            seed = actor_seed(rt.seed, i, 0, session)
             env = make_batched_env(cfg.env, assign_tasks(i, rt.envs_per_actor, spec.num_tasks), seed, spec=spec)
             net = build_net(cfg.net, env.spec)
             hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
@@ -265,7 +279,9 @@ class SerialBackend:
             a.close()
 
 
-def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None):
+def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
+                 session: int = 0):
+    """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams)."""
     if cfg.runtime.backend == "serial":
-        return SerialBackend(cfg, spec, fields, hook_factory)
-    return LocalBackend(cfg, spec, fields, hook_factory)
+        return SerialBackend(cfg, spec, fields, hook_factory, session)
+    return LocalBackend(cfg, spec, fields, hook_factory, session)
