@@ -162,6 +162,10 @@ class LearnerConfig:
     """Unrolls (env trajectories, B) per learner step; a multiple of runtime.envs_per_actor."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    rl_loss: bool = True
+    """Include the V-trace policy-gradient, baseline and entropy terms. False leaves only method
+    terms: with kickstarting teachers this is pure policy distillation on the student's own
+    trajectories (the paper's baseline)."""
 
     def __post_init__(self) -> None:
         s = "learner"
@@ -252,6 +256,74 @@ class RunConfig:
         _positive(s, "log_every_s", self.log_every_s)
 
 
+TEACHER_KINDS = ("auto", "checkpoint", "torchscript", "callable")
+SCHEDULES = ("constant", "linear", "piecewise")
+
+
+@dataclass
+class TeacherConfig:
+    """One frozen teacher policy."""
+
+    path: str = ""
+    """A kickstart checkpoint file or run directory, or a TorchScript file."""
+    kind: str = "auto"
+    """``checkpoint``, ``torchscript``, ``callable``, or ``auto`` (callable if ``callable`` is set,
+    else TorchScript if the file is a TorchScript archive, else a kickstart checkpoint)."""
+    callable: str = ""
+    """``package.module:function`` (or a name registered with ``register_teacher`` after importing
+    ``package.module``) mapping a float observation batch ``[B, *obs]`` to logits ``[B, A]``."""
+    tasks: list[str] = field(default_factory=list)
+    """Tasks this teacher covers (task names such as ``minatar:Breakout``); empty: every task."""
+    rho: float = 1.0
+    """Initial per-teacher factor rho^i of lambda^i = schedule * alpha * rho^i (mutable by PBT)."""
+
+    def __post_init__(self) -> None:
+        _choice("kickstart.teachers.<name>", "kind", self.kind, TEACHER_KINDS)
+        _check(bool(self.path) or bool(self.callable),
+               "each kickstart teacher needs a path (checkpoint or TorchScript file) or a callable")
+        _positive("kickstart.teachers.<name>", "rho", self.rho, allow_zero=True)
+
+
+@dataclass
+class KickstartConfig:
+    """Kickstarting (Schmitt et al. 2018): lambda^i * H(pi_teacher_i || pi_student) on student
+    trajectories, lambda^i = schedule(frames) * alpha * rho^i. No teachers: off."""
+
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+    """Teachers by name."""
+    schedule: str = "constant"
+    """``constant`` (lambda_0), ``linear`` (lambda_0 -> 0 at ``lambda_end_frames``, then 0), or
+    ``piecewise`` (linear between the ``piecewise`` points, constant after the last)."""
+    lambda_0: float = 1.0
+    """Initial weight of the distillation term."""
+    lambda_end_frames: int = 0
+    """``linear``: the frame at which lambda reaches 0."""
+    piecewise: list[list[float]] = field(default_factory=list)
+    """``piecewise``: ``[[frame, lambda], ...]`` with increasing frames."""
+    alpha: float = 1.0
+    """Initial shared factor alpha (mutable by PBT: ``kickstart/alpha``)."""
+
+    def __post_init__(self) -> None:
+        s = "kickstart"
+        _choice(s, "schedule", self.schedule, SCHEDULES)
+        _positive(s, "lambda_0", self.lambda_0, allow_zero=True)
+        _positive(s, "alpha", self.alpha, allow_zero=True)
+        _positive(s, "lambda_end_frames", self.lambda_end_frames, allow_zero=True)
+        if self.schedule == "linear":
+            _check(self.lambda_end_frames > 0, "kickstart.schedule=linear needs kickstart.lambda_end_frames > 0")
+        if self.schedule == "piecewise":
+            pts = self.piecewise
+            _check(len(pts) >= 1 and all(len(p) == 2 and p[1] >= 0 for p in pts),
+                   "kickstart.piecewise must be a non-empty list of [frame, lambda] pairs with lambda >= 0")
+            frames = [p[0] for p in pts]
+            _check(all(a < b for a, b in zip(frames, frames[1:])) and frames[0] >= 0,
+                   f"kickstart.piecewise frames must be >= 0 and increasing, got {frames}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.teachers)
+
+
 @dataclass
 class Config:
     """A whole run."""
@@ -261,8 +333,11 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    kickstart: KickstartConfig = field(default_factory=KickstartConfig)
 
     def __post_init__(self) -> None:
+        _check(self.learner.rl_loss or self.kickstart.enabled,
+               "learner.rl_loss=false leaves no loss to train: add kickstart.teachers (pure distillation)")
         b, n = self.learner.batch_size, self.runtime.envs_per_actor
         _check(b % n == 0,
                f"learner.batch_size={b} must be a multiple of runtime.envs_per_actor={n} "
