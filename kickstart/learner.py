@@ -44,6 +44,9 @@ class LossTerm(Protocol):
 
     def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]: ...
 
+    def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
+        """Values the actors need (published with the parameters), e.g. a teacher's current weight."""
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -90,6 +93,14 @@ class Learner:
                 raise ConfigError(f"hyperparameter {k}={v!r} must be a finite number >= 0")
             self.hparams[k] = float(v)
 
+    def published_hparams(self, frames: int) -> dict[str, float]:
+        """Hyperparameters sent to the actors with the parameters: the mutable ones plus what the
+        loss terms derive from them (e.g. each teacher's scheduled weight)."""
+        out = dict(self.hparams)
+        for term in self.terms:
+            out.update(term.actor_hparams(self.hparams, frames))
+        return out
+
     def learning_rate(self, frames: int) -> float:
         lr = self.hparams["learning_rate"]
         if self.cfg.lr_schedule == "linear":
@@ -129,7 +140,8 @@ class Learner:
         pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages, reduction=red)
         baseline = cfg.baseline_cost * impala.baseline_loss(values[:-1], vt.vs, reduction=red)
         ent = self.hparams["entropy_cost"] * impala.entropy_loss(entropy, reduction=red)
-        total = pg + baseline + ent
+        # learner.rl_loss=false: pure distillation, only the method terms train the network.
+        total = pg + baseline + ent if cfg.rl_loss else logits.new_zeros(())
         with torch.no_grad():
             rhos = log_rhos.exp()
             metrics = {

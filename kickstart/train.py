@@ -176,7 +176,7 @@ class Trainer:
         if self.backend is None:
             self.backend = make_backend(self.cfg, self.spec, self.fields, self.hook_factory,
                                         session=self.learner.steps)
-            self.backend.start(self._cpu_params())
+            self.backend.start(self._cpu_params(), self.learner.published_hparams(self.frames))
 
     def _cpu_params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.learner.net.state_dict().items()}
@@ -231,7 +231,7 @@ class Trainer:
         while self.frames < frames and not self._stop_requested:
             batch = self.backend.get_batch()                       # collect
             self._accumulate(self._update(batch))                  # update
-            self.backend.publish(self._cpu_params())               # publish
+            self.backend.publish(self._cpu_params(), self.learner.published_hparams(self.frames))  # publish
             self.stats.update(batch)
             now = time.monotonic()
             self.elapsed += now - t_prev

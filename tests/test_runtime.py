@@ -120,7 +120,7 @@ def test_local_backend_survives_a_killed_actor(out_dir):
     net = build_net(cfg.net, spec)
     fields = unroll_fields(spec, net_num_logits(net), net.initial_state(1))
     backend = LocalBackend(cfg, spec, fields)
-    backend.start(net.state_dict())
+    backend.start(net.state_dict(), {"learning_rate": 1e-3})
     try:
         for _ in range(3):
             backend.get_batch()

@@ -31,13 +31,13 @@ class Backend(Protocol):
     events: list[str]
     """Human-readable notices (actor restarts, ...) the training loop logs and clears."""
 
-    def start(self, params: dict[str, torch.Tensor]) -> None: ...
+    def start(self, params: dict[str, torch.Tensor], hparams: dict[str, float]) -> None: ...
 
     def get_batch(self) -> dict[str, torch.Tensor]:
         """Block until ``batch_size`` unrolls are ready; return them as [T+1, B] tensors."""
 
-    def publish(self, params: dict[str, torch.Tensor]) -> None:
-        """Make the learner's new parameters available to the actors."""
+    def publish(self, params: dict[str, torch.Tensor], hparams: dict[str, float]) -> None:
+        """Make the learner's new parameters and actor-side hyperparameters available to the actors."""
 
     def close(self) -> None: ...
 

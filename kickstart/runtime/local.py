@@ -32,26 +32,37 @@ SLOTS_PER_ACTOR = 2
 
 
 class ParamStore:
-    """Learner -> actors parameter broadcast through shared memory with a seqlock."""
+    """Learner -> actors broadcast of parameters and hyperparameters through shared memory.
 
-    def __init__(self, params: dict[str, torch.Tensor], ctx):
+    A sequence counter (odd while a write is in progress) guards every read, so an actor never
+    loads a half-written set of weights.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], hparams: dict[str, float], ctx):
         self.tensors = {k: v.detach().cpu().clone().share_memory_() for k, v in params.items()}
+        self.hparam_names = sorted(hparams)
+        self.hparams = torch.zeros(len(self.hparam_names), dtype=torch.float64).share_memory_()
         self.version = ctx.Value("q", 0, lock=False)
 
-    def publish(self, params: dict[str, torch.Tensor]) -> None:
+    def publish(self, params: dict[str, torch.Tensor], hparams: dict[str, float]) -> None:
         self.version.value += 1  # odd: a write is in progress
         with torch.no_grad():
             for k, v in params.items():
                 self.tensors[k].copy_(v)
+            self.hparams.copy_(torch.tensor([float(hparams[k]) for k in self.hparam_names], dtype=torch.float64))
         self.version.value += 1
 
-    def read_into(self, net: torch.nn.Module, have: int) -> int:
-        """Load the latest complete parameters into ``net`` if newer than ``have``; return the version held."""
+    def read_into(self, net: torch.nn.Module, have: int) -> tuple[int, dict[str, float] | None]:
+        """Load the latest complete parameters into ``net`` if newer than ``have``.
+
+        Returns the version now held and the hyperparameters published with it (None if unchanged).
+        """
         v1 = self.version.value
         if v1 == have or v1 % 2:
-            return have
+            return have, None
         net.load_state_dict(self.tensors)
-        return v1 if self.version.value == v1 else have
+        hparams = dict(zip(self.hparam_names, self.hparams.tolist()))
+        return (v1, hparams) if self.version.value == v1 else (have, None)
 
 
 def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int, slots: dict,
@@ -67,17 +78,20 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
 
     env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
     net = build_net(cfg.net, env.spec)
-    version = -1
-    while version < 0:
-        version = store.read_into(net, version)
     hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
     actor = Actor(env, net, cfg.learner.unroll_length, seed, hooks)
+    version, hparams = -1, None
+    while version < 0:
+        version, hparams = store.read_into(net, version)
+    actor.set_hparams(hparams)
     try:
         while True:
             idx = conn.recv()
             if idx is None:
                 break
-            version = store.read_into(net, version)
+            version, hparams = store.read_into(net, version)
+            if hparams is not None:
+                actor.set_hparams(hparams)
             actor.collect({k: v[idx] for k, v in slots.items()})
             conn.send(idx)
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
@@ -170,14 +184,14 @@ class LocalBackend:
         return [p.pid for p in self.procs]
 
     # -- Backend API -----------------------------------------------------------------------------
-    def start(self, params: dict[str, torch.Tensor]) -> None:
-        self.store = ParamStore(params, self.ctx)
-        self.store.publish(params)
+    def start(self, params: dict[str, torch.Tensor], hparams: dict[str, float]) -> None:
+        self.store = ParamStore(params, hparams, self.ctx)
+        self.store.publish(params, hparams)
         for i in range(self.cfg.runtime.num_actors):
             self._spawn(i)
 
-    def publish(self, params: dict[str, torch.Tensor]) -> None:
-        self.store.publish(params)
+    def publish(self, params: dict[str, torch.Tensor], hparams: dict[str, float]) -> None:
+        self.store.publish(params, hparams)
 
     def _poll(self, timeout: float) -> None:
         conns = {c: i for i, c in enumerate(self.conns) if c is not None and not c.closed}
@@ -260,12 +274,13 @@ class SerialBackend:
         self.buffers = [allocate(fields, lc.unroll_length, rt.envs_per_actor) for _ in range(self.unrolls_per_batch)]
         self._next = 0
 
-    def start(self, params):
-        self.publish(params)
+    def start(self, params, hparams):
+        self.publish(params, hparams)
 
-    def publish(self, params):
-        for net in self.nets:
+    def publish(self, params, hparams):
+        for net, actor in zip(self.nets, self.actors):
             net.load_state_dict(params)
+            actor.set_hparams(hparams)
 
     def get_batch(self):
         for buf in self.buffers:

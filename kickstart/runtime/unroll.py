@@ -61,6 +61,10 @@ class ActorHook(Protocol):
 
     def reset(self, num_envs: int) -> None: ...
 
+    def set_hparams(self, hparams: dict[str, float]) -> None:
+        """The hyperparameters the learner published with its latest parameters (e.g. a teacher's
+        current weight, so that a teacher whose weight is 0 can skip its forward pass)."""
+
     def __call__(self, obs: torch.Tensor, first: torch.Tensor, task: torch.Tensor,
                  last_action: torch.Tensor, last_reward: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
@@ -136,6 +140,10 @@ class Actor:
         self._state_before_last = None                       # core state before that entry
         self._state = None                                   # core state after it
         self._ep_return = np.zeros(env.num_envs, np.float64)
+
+    def set_hparams(self, hparams: dict[str, float]) -> None:
+        for hook in self.hooks:
+            hook.set_hparams(hparams)
 
     def _infer(self, obs, last_action, reward, first, state):
         with torch.no_grad():
