@@ -82,6 +82,7 @@ class EnvConfig:
 TORSOS = ("auto", "nature", "impala_shallow", "impala_deep", "minatar", "mlp")
 CORES = ("ff", "lstm")
 POLICY_HEADS = ("categorical", "factorised")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -105,12 +106,18 @@ class NetConfig:
     """``categorical`` (one softmax over actions) or ``factorised`` (product of independent
     categoricals: over a MultiDiscrete space, or over the factors an env declares, e.g. Atari's
     full 18 actions = joystick (9) x fire (2))."""
+    precision: str = "fp32"
+    """Compute precision of the network's forward passes, in actors and learner: ``fp32``, or
+    ``bf16`` (autocast: convolutions and matrix products in bfloat16, parameters, outputs and
+    losses in float32). bf16 runs the Atari nets about 2.4x faster on CPUs with AVX512-BF16/AMX
+    and on GPUs; elsewhere it can be slower."""
 
     def __post_init__(self) -> None:
         s = "net"
         _choice(s, "torso", self.torso, TORSOS)
         _choice(s, "core", self.core, CORES)
         _choice(s, "policy_head", self.policy_head, POLICY_HEADS)
+        _choice(s, "precision", self.precision, PRECISIONS)
         _positive(s, "hidden_size", self.hidden_size)
         _positive(s, "lstm_size", self.lstm_size)
         _check(len(self.mlp_sizes) > 0 and all(isinstance(v, int) and v > 0 for v in self.mlp_sizes),

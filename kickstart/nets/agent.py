@@ -34,9 +34,10 @@ class AgentNet(nn.Module):
     """
 
     def __init__(self, spec: EnvSpec, torso: nn.Module, core: nn.Module, policy_head: nn.Module,
-                 baseline_head: nn.Module):
+                 baseline_head: nn.Module, precision: str = "fp32"):
         super().__init__()
         self.spec = spec
+        self.precision = precision
         self.torso = torso
         self.core = core
         self.policy_head = policy_head
@@ -60,8 +61,17 @@ class AgentNet(nn.Module):
           state: from :meth:`initial_state` or the previous call.
 
         Returns:
-          ``(AgentOutput, state)`` with the state after step T-1.
+          ``(AgentOutput, state)`` with the state after step T-1. Outputs and state are float32
+          whatever ``precision`` is.
         """
+        if self.precision == "bf16":
+            with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
+                out, state = self._forward(obs, last_action, last_reward, first, state)
+            return (AgentOutput(out.policy_logits.float(), out.baseline.float(), out.extras),
+                    tuple(s.float() for s in state))
+        return self._forward(obs, last_action, last_reward, first, state)
+
+    def _forward(self, obs, last_action, last_reward, first, state):
         T, B = obs.shape[:2]
         x = obs.reshape(T * B, *obs.shape[2:])
         if x.dtype.is_floating_point:
@@ -85,4 +95,4 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     torso = make_torso(cfg.torso, spec.obs_shape, cfg.hidden_size, cfg.mlp_sizes)
     core = make_core(cfg.core, torso.out_size, spec.action_nvec, cfg.lstm_size)
     policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
-    return AgentNet(spec, torso, core, policy_head, BaselineHead(core.out_size))
+    return AgentNet(spec, torso, core, policy_head, BaselineHead(core.out_size), cfg.precision)

@@ -1,0 +1,79 @@
+"""Kickstarting (Schmitt et al. 2018): train a student with the help of frozen teachers.
+
+The student minimises its IMPALA loss plus, for each teacher i,
+``lambda_i * H(pi_Ti(a|x_t) || pi_S(a|x_t))`` on the trajectories the *student* generates, where
+``lambda_i = schedule(frames) * alpha * rho_i`` (Eq. 2-3 and Sec. 4.2). A teacher may cover only some
+tasks of a multi-task run (expert teachers, Sec. 5.2); a task covered by two teachers gets both terms.
+``learner.rl_loss=false`` leaves only the distillation terms (the paper's policy-distillation baseline).
+
+Design: teacher logits are computed **in the actors**, by an actor hook per teacher
+(:class:`~kickstart.kickstarting.hooks.TeacherHook`), and stored with the unroll as extra per-step
+fields ``teacher_logits/<name>`` of shape ``[T+1, N, L_student]`` (float32); the learner's loss term
+(:class:`~kickstart.kickstarting.term.KickstartTerm`) reads them. Why:
+
+* a recurrent teacher keeps its own core state along the student's stream (carried across unroll
+  boundaries, reset at ``first``), so its logits are exactly what it would output had it watched the
+  same stream;
+* the learner, the bottleneck on small machines, does no extra forward pass;
+* teacher inference is batched over an actor's envs and scales with the number of actors.
+
+A teacher whose current lambda is 0 (the learner publishes ``kickstart/lambda/<name>`` with its
+parameters; the hook reads it in ``set_hparams``) skips its forward pass; its field then holds NaN,
+which the loss ignores, and the term skips it too.
+
+Modules: :mod:`.teachers` (loading frozen teachers of any architecture and adapting observations and
+actions), :mod:`.hooks` (the actor side), :mod:`.term` (the learner side), :mod:`.schedules`
+(lambda schedules); the math is in :mod:`kickstart.losses.kickstart`.
+
+Usage (what ``train`` does with a config that has ``kickstart.teachers``)::
+
+    setup = kickstarting.build(cfg, spec)
+    train(cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from kickstart.config import Config
+from kickstart.kickstarting.hooks import TeacherHook, field_name, make_hooks, task_ids
+from kickstart.kickstarting.schedules import schedule_value
+from kickstart.kickstarting.teachers import check_name, load_bound_teacher, register_teacher
+from kickstart.kickstarting.term import KickstartTerm
+from kickstart.runtime.backend import HookFactory
+from kickstart.runtime.unroll import Field
+from kickstart.specs import EnvSpec
+
+__all__ = ["KickstartSetup", "KickstartTerm", "TeacherHook", "build", "make_hooks", "register_teacher",
+           "schedule_value"]
+
+
+@dataclass
+class KickstartSetup:
+    """What kickstarting plugs into a run: loss terms, actor hooks and the unroll fields they write."""
+
+    terms: list = field(default_factory=list)
+    hook_factory: HookFactory | None = None
+    extra_fields: dict[str, Field] = field(default_factory=dict)
+
+
+def build(cfg: Config, spec: EnvSpec) -> KickstartSetup:
+    """The kickstarting pieces of run ``cfg`` on env ``spec`` (empty when there are no teachers).
+
+    Every teacher is loaded once here, so that a missing file, an observation shape or actions that
+    do not fit, or an unknown task is a one-line :class:`~kickstart.errors.UserError` before any
+    actor starts. The actors load their own copies (``make_hooks``).
+    """
+    ks = cfg.kickstart
+    if not ks.enabled:
+        return KickstartSetup()
+    covered, fields = {}, {}
+    for name, tc in ks.teachers.items():
+        check_name(name)
+        covered[name] = task_ids(name, tc.tasks, spec)
+        teacher = load_bound_teacher(name, tc, spec)
+        fields[field_name(name)] = Field((teacher.num_logits,), torch.float32)
+    term = KickstartTerm(ks, covered, spec.num_tasks)
+    return KickstartSetup([term], HookFactory(make_hooks), fields)

@@ -1,0 +1,408 @@
+"""Frozen teachers of any architecture, and their adaptation to the student's env.
+
+A teacher comes from one of three sources (``TeacherConfig.kind``):
+
+* ``checkpoint``: a kickstart checkpoint file or run directory. The network is rebuilt from the
+  checkpoint's own config (any torso, feed-forward or LSTM core) and sees observations and actions
+  as its own env spec says (``env_spec(teacher_cfg.env)``), e.g. a single-game MinAtar expert
+  (``minatar:Breakout``, obs ``(4, 10, 10)``) teaching a ``minatar5`` student (obs ``(10, 10, 10)``).
+* ``torchscript``: a TorchScript file (``torch.jit.save``) holding a feed-forward module
+  ``forward(obs: Tensor[B, *obs] float32) -> Tensor[B, A]`` logits, with optional attributes
+  ``action_meanings: List[str]`` and ``obs_shape: List[int]``. Loading it runs the TorchScript
+  program the file holds (TorchScript, not arbitrary Python): only use files you trust.
+* ``callable``: ``"package.module:function"``, imported in each actor process, or a name given to
+  :func:`register_teacher` (``"package.module:name"`` imports the registering module first, which
+  is what makes it work in actor processes; a bare ``"name"`` only sees registrations already made
+  in the process). Same signature as the TorchScript forward.
+
+TorchScript and callable teachers receive the observations as stored in the unroll, converted to
+float32 and *not* scaled (Atari pixels are 0..255, MinAtar channels 0/1), and are feed-forward.
+
+Teachers are frozen: parameters have ``requires_grad=False``, modules are in ``eval()`` mode, they
+run under ``torch.no_grad()`` and belong to no optimizer (they live in the actors only).
+
+:func:`bind` adapts a teacher to the student's env spec (:class:`BoundTeacher`):
+
+* Observations: identical shapes pass through; when the student's images have more channels than
+  the teacher's and the other dims match (MinAtar suites zero-pad every game to 10 channels), the
+  teacher sees the leading ``C_teacher`` channels. Anything else is a :class:`UserError`.
+* Actions, by ``EnvSpec.action_meanings``: teacher action i becomes the student action with the
+  same meaning; student actions the teacher lacks get probability 0 (logit ``-inf``). A teacher
+  action the student cannot take is a :class:`UserError`. Without meanings, the teacher must have
+  exactly the student's number of actions, taken to be the student's. MultiDiscrete students need
+  a teacher with the identical action space.
+* Last actions (LSTM teachers take the previous action as input): the actor's ``last_action`` is
+  a student action; it is mapped back to the teacher's action with the same meaning, and a student
+  action the teacher lacks becomes the teacher's action 0 (NOOP in ALE and MinAtar).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kickstart.config import TeacherConfig
+from kickstart.errors import CheckpointError, UserError
+from kickstart.specs import EnvSpec
+
+__all__ = ["BoundTeacher", "FunctionTeacher", "NetTeacher", "RegisteredTeacher", "Teacher", "action_mapping",
+           "bind", "load_bound_teacher", "load_teacher", "obs_channels", "register_teacher", "teacher_kind"]
+
+State = tuple[Tensor, ...]
+
+
+# -- registry of callable teachers ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RegisteredTeacher:
+    fn: Callable[[Tensor], Tensor]
+    action_meanings: tuple[str, ...] | None = None
+    obs_shape: tuple[int, ...] | None = None
+
+
+_REGISTRY: dict[str, RegisteredTeacher] = {}
+
+
+def register_teacher(name: str, fn: Callable[[Tensor], Tensor], action_meanings: Sequence[str] | None = None,
+                     obs_shape: Sequence[int] | None = None) -> None:
+    """Make ``fn`` (float observations ``[B, *obs]`` -> logits ``[B, A]``) usable as a teacher.
+
+    Call it at import time of a module, and name the teacher ``callable: "that.module:name"`` so
+    that each actor process imports the module (and so registers ``fn``) before looking it up.
+    ``action_meanings`` names the A actions (None: the student's own, same number); ``obs_shape``
+    is the shape ``fn`` expects (None: the student's).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("register_teacher: name must be a non-empty string")
+    if not callable(fn):
+        raise ValueError(f"register_teacher({name!r}): fn must be callable, got {type(fn).__name__}")
+    _REGISTRY[name] = RegisteredTeacher(fn, None if action_meanings is None else tuple(str(m) for m in action_meanings),
+                                        None if obs_shape is None else tuple(int(d) for d in obs_shape))
+
+
+# -- teachers in their own processing ------------------------------------------------------------
+
+class Teacher:
+    """A frozen policy, in its own observation shape and action space."""
+
+    name: str
+    obs_shape: tuple[int, ...] | None
+    """The observation shape it expects; None: whatever the student's is."""
+    action_meanings: tuple[str, ...] | None
+    """Names of its actions; None: the student's actions (same number)."""
+    num_logits: int | None
+    """Width of its logits; None until known (callables: found by :func:`bind`'s probe)."""
+    multi_discrete: bool = False
+    action_nvec: tuple[int, ...] | None = None
+    recurrent: bool = False
+
+    def initial_state(self, batch_size: int) -> State:
+        return ()
+
+    def __call__(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
+                 state: State) -> tuple[Tensor, State]:
+        """One step for ``n`` envs: ``obs [n, *obs_shape]``, ``first``/``last_reward`` ``[n]``,
+        ``last_action`` in the teacher's action space. Returns logits ``[n, num_logits]`` and the
+        new state (the state is reset where ``first`` is set)."""
+        raise NotImplementedError
+
+
+def _freeze(module: torch.nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.eval()
+
+
+class NetTeacher(Teacher):
+    """A kickstart :class:`~kickstart.nets.AgentNet` (feed-forward or LSTM), frozen."""
+
+    def __init__(self, name: str, net: torch.nn.Module):
+        self.name = name
+        self.net = net
+        _freeze(net)
+        spec: EnvSpec = net.spec
+        self.spec = spec
+        self.obs_shape = tuple(spec.obs_shape)
+        self.multi_discrete = spec.multi_discrete
+        self.action_nvec = tuple(spec.action_nvec)
+        self.action_meanings = None if spec.multi_discrete or not spec.action_meanings else tuple(spec.action_meanings)
+        self.num_logits = sum(spec.action_nvec) if spec.multi_discrete else spec.num_actions
+        self.recurrent = len(net.initial_state(1)) > 0
+
+    def initial_state(self, batch_size: int) -> State:
+        return tuple(self.net.initial_state(batch_size))
+
+    def __call__(self, obs, first, last_action, last_reward, state):
+        with torch.no_grad():
+            out, state = self.net(obs[None], last_action[None], last_reward[None], first[None], state)
+        return out.policy_logits[0], state
+
+
+class FunctionTeacher(Teacher):
+    """A feed-forward function (a TorchScript module or a Python callable): float obs -> logits."""
+
+    def __init__(self, name: str, fn: Callable[[Tensor], Tensor], action_meanings: Sequence[str] | None = None,
+                 obs_shape: Sequence[int] | None = None):
+        self.name = name
+        self.fn = fn
+        if isinstance(fn, torch.nn.Module):
+            _freeze(fn)
+        self.action_meanings = None if action_meanings is None else tuple(str(m) for m in action_meanings)
+        self.obs_shape = None if obs_shape is None else tuple(int(d) for d in obs_shape)
+        self.num_logits = None if self.action_meanings is None else len(self.action_meanings)
+
+    def __call__(self, obs, first, last_action, last_reward, state):
+        with torch.no_grad():
+            logits = self.fn(obs.float())
+        n = obs.shape[0]
+        if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != n or (
+                self.num_logits is not None and logits.shape[1] != self.num_logits):
+            got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            want = f"({n}, {self.num_logits if self.num_logits is not None else 'A'})"
+            raise UserError(f"teacher {self.name!r} returned {got} for {n} observations of shape "
+                            f"{tuple(obs.shape[1:])}; it must return logits of shape {want}")
+        return logits, state
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError(f"kickstart teacher name {name!r} must be letters, digits, '_', '-' or '.' "
+                        f"(it names metrics such as kickstart/<name>/kl)")
+
+
+def _is_torchscript(p: Path) -> bool:
+    try:
+        if not p.is_file() or not zipfile.is_zipfile(p):
+            return False
+        with zipfile.ZipFile(p) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def teacher_kind(name: str, cfg: TeacherConfig) -> str:
+    """``checkpoint``, ``torchscript`` or ``callable``, resolving ``kind: auto`` (see TeacherConfig)."""
+    kind = cfg.kind
+    if kind == "auto":
+        if cfg.callable:
+            return "callable"
+        return "torchscript" if _is_torchscript(Path(cfg.path)) else "checkpoint"
+    if kind == "callable" and not cfg.callable:
+        raise UserError(f"teacher {name!r} has kind=callable but no callable; set "
+                        f"kickstart.teachers.{name}.callable=package.module:function")
+    if kind in ("checkpoint", "torchscript") and not cfg.path:
+        raise UserError(f"teacher {name!r} has kind={kind} but no path; set kickstart.teachers.{name}.path")
+    return kind
+
+
+def _named(name: str, e: UserError) -> UserError:
+    """The same one-line error, naming the teacher."""
+    return type(e)(f"teacher {name!r}: {e}")
+
+
+def _load_checkpoint_teacher(name: str, path: str) -> Teacher:
+    from kickstart.evaluate import load_policy
+
+    try:
+        net, _, _ = load_policy(path)
+    except UserError as e:  # CheckpointError (missing, corrupt, unfit) or an env the teacher's config names
+        raise _named(name, e) from None
+    return NetTeacher(name, net)
+
+
+def _load_torchscript_teacher(name: str, path: str) -> Teacher:
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"teacher {name!r}: TorchScript file {str(p)!r} does not exist")
+    try:
+        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; it still loads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(p), map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+        raise CheckpointError(f"teacher {name!r}: {str(p)!r} is corrupt or not a TorchScript file ({first})") from None
+    meanings = getattr(module, "action_meanings", None)
+    obs_shape = getattr(module, "obs_shape", None)
+    return FunctionTeacher(name, module, meanings, obs_shape)
+
+
+def _resolve_callable(name: str, target: str) -> RegisteredTeacher:
+    if ":" not in target:
+        if target in _REGISTRY:
+            return _REGISTRY[target]
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise UserError(f"teacher {name!r}: no teacher is registered as {target!r} (registered: {known}); write "
+                        f"callable as 'package.module:function' or 'package.module:name' with the module that "
+                        f"registers it, so that actor processes can import it")
+    mod_name, attr = target.split(":", 1)
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:  # noqa: BLE001 - ImportError or an error inside the module
+        raise UserError(f"teacher {name!r}: cannot import module {mod_name!r} of callable {target!r} "
+                        f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+    obj = getattr(module, attr, None)
+    registered = _REGISTRY.get(attr)
+    if registered is not None and (obj is None or obj is registered.fn):
+        return registered
+    if obj is None:
+        raise UserError(f"teacher {name!r}: module {mod_name!r} has no function {attr!r} and registers no "
+                        f"teacher of that name")
+    if not callable(obj):
+        raise UserError(f"teacher {name!r}: {target!r} is a {type(obj).__name__}, not a callable")
+    return RegisteredTeacher(obj)
+
+
+def load_teacher(name: str, cfg: TeacherConfig) -> Teacher:
+    """Load the frozen teacher ``cfg`` describes; one-line :class:`UserError` on any problem."""
+    check_name(name)
+    kind = teacher_kind(name, cfg)
+    if kind == "checkpoint":
+        return _load_checkpoint_teacher(name, cfg.path)
+    if kind == "torchscript":
+        return _load_torchscript_teacher(name, cfg.path)
+    reg = _resolve_callable(name, cfg.callable)
+    return FunctionTeacher(name, reg.fn, reg.action_meanings, reg.obs_shape)
+
+
+# -- adaptation to the student's env ---------------------------------------------------------------
+
+def obs_channels(name: str, teacher_shape: Sequence[int], student_shape: Sequence[int]) -> int | None:
+    """How the teacher sees the student's observations: None (as they are) or a number of leading
+    channels to keep (the student's extra channels are padding). UserError when neither fits."""
+    t, s = tuple(int(d) for d in teacher_shape), tuple(int(d) for d in student_shape)
+    if t == s:
+        return None
+    if len(t) == len(s) == 3 and t[1:] == s[1:] and 0 < t[0] < s[0]:
+        return t[0]
+    raise UserError(f"teacher {name!r} expects observations of shape {t} but the student's are {s}")
+
+
+def _key(meaning: str) -> str:
+    return str(meaning).strip().upper()
+
+
+def action_mapping(name: str, teacher_meanings: Sequence[str], student_meanings: Sequence[str]) -> list[int]:
+    """``index[i]``: the student action with the meaning of teacher action ``i``.
+
+    UserError when a teacher action has no counterpart in the student's set, or when the teacher
+    names an action twice.
+    """
+    student = {}
+    for j, m in enumerate(student_meanings):
+        student.setdefault(_key(m), j)
+    keys = [_key(m) for m in teacher_meanings]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise UserError(f"teacher {name!r} names actions more than once: {', '.join(dup)}")
+    missing = [m for m, k in zip(teacher_meanings, keys) if k not in student]
+    if missing:
+        raise UserError(f"teacher {name!r} has actions the student cannot take: {', '.join(missing)}; "
+                        f"student actions: {', '.join(student_meanings)}")
+    return [student[k] for k in keys]
+
+
+class BoundTeacher:
+    """A teacher seen from the student's env: student observations and last actions in, logits
+    over the student's actions out (see the module docstring for the mappings)."""
+
+    def __init__(self, teacher: Teacher, student: EnvSpec):
+        self.teacher = teacher
+        self.name = teacher.name
+        self.recurrent = teacher.recurrent
+        self.multi_discrete = student.multi_discrete
+        self.num_logits = sum(student.action_nvec) if student.multi_discrete else student.num_actions
+        t_shape = teacher.obs_shape if teacher.obs_shape is not None else student.obs_shape
+        self.channels = obs_channels(teacher.name, t_shape, student.obs_shape)
+        self._probe(t_shape)  # learns a function teacher's number of actions; checks every teacher runs
+        self.index, self.inverse = self._actions(teacher, student)
+
+    def _probe(self, obs_shape: tuple[int, ...]) -> None:
+        t = self.teacher
+        la_shape = (1, len(t.action_nvec)) if t.multi_discrete else (1,)
+        try:
+            logits, _ = t(torch.zeros((1,) + tuple(obs_shape)), torch.ones(1, dtype=torch.bool),
+                          torch.zeros(la_shape, dtype=torch.int64), torch.zeros(1), t.initial_state(1))
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a user's function can fail in any way
+            detail = (str(e).strip().splitlines() or [""])[0][:160]
+            raise UserError(f"teacher {t.name!r} fails on observations of shape {tuple(obs_shape)} "
+                            f"({type(e).__name__}: {detail})") from None
+        t.num_logits = int(logits.shape[1])
+
+    def _actions(self, t: Teacher, s: EnvSpec) -> tuple[Tensor | None, Tensor | None]:
+        if s.multi_discrete or t.multi_discrete:
+            # A function teacher (action_nvec None) fits a MultiDiscrete student when it returns
+            # the student's sum(nvec) per-factor logits and names no actions.
+            same = t.action_nvec == tuple(s.action_nvec) if t.multi_discrete else (
+                t.action_nvec is None and t.action_meanings is None)
+            if not (s.multi_discrete and same and t.num_logits == self.num_logits):
+                teacher_space = (f"MultiDiscrete{list(t.action_nvec)}" if t.multi_discrete
+                                 else f"{t.num_logits} discrete actions")
+                student_space = (f"MultiDiscrete{list(s.action_nvec)}" if s.multi_discrete
+                                 else f"Discrete({s.num_actions})")
+                raise UserError(f"teacher {t.name!r} acts in {teacher_space} but the student in {student_space}; "
+                                f"with MultiDiscrete actions the teacher's action space must be the student's")
+            return None, None
+        if t.action_meanings is None or not s.action_meanings:
+            if t.num_logits != s.num_actions:
+                raise UserError(f"teacher {t.name!r} has {t.num_logits} actions and the student {s.num_actions}; "
+                                f"without action_meanings the teacher must have the student's actions "
+                                f"(give it action_meanings to map them)")
+            return None, None
+        index = action_mapping(t.name, t.action_meanings, s.action_meanings)
+        if index == list(range(s.num_actions)):
+            return None, None
+        inverse = [0] * s.num_actions  # student actions the teacher lacks -> its action 0 (NOOP)
+        for i, j in enumerate(index):
+            inverse[j] = i
+        return torch.tensor(index, dtype=torch.long), torch.tensor(inverse, dtype=torch.long)
+
+    def initial_state(self, batch_size: int) -> State:
+        return self.teacher.initial_state(batch_size)
+
+    def to_student(self, logits: Tensor) -> Tensor:
+        """Teacher logits ``[n, A_T]`` -> ``[n, L_student]``: log-probs scattered by the action
+        mapping, ``-inf`` for student actions the teacher lacks (MultiDiscrete: as they are)."""
+        logits = logits.float()
+        if self.multi_discrete:
+            return logits
+        log_p = F.log_softmax(logits, dim=-1)
+        if self.index is None:
+            return log_p
+        out = log_p.new_full((log_p.shape[0], self.num_logits), -math.inf)
+        return out.scatter_(1, self.index.expand(log_p.shape[0], -1), log_p)
+
+    def __call__(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
+                 state: State) -> tuple[Tensor, State]:
+        """One step for ``n`` student envs (student observations and last actions)."""
+        if self.channels is not None:
+            obs = obs[:, :self.channels]
+        if self.inverse is not None and self.recurrent:
+            last_action = self.inverse[last_action]
+        logits, state = self.teacher(obs, first, last_action, last_reward, state)
+        return self.to_student(logits), state
+
+
+def bind(teacher: Teacher, student: EnvSpec) -> BoundTeacher:
+    """Adapt ``teacher`` to the student's env ``student`` (UserError when it cannot be)."""
+    return BoundTeacher(teacher, student)
+
+
+def load_bound_teacher(name: str, cfg: TeacherConfig, student: EnvSpec) -> BoundTeacher:
+    return bind(load_teacher(name, cfg), student)
