@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--env", dest="env_overrides", action="append", default=[], metavar="key=value",
                    help="override an env setting, e.g. --env sticky_actions=0")
 
+    x = sub.add_parser("export", help="write the policy alone (weights + config, no optimiser) to a file",
+                       description="Export a checkpoint's policy as a small standalone checkpoint that "
+                                   "'kickstart eval' runs and kickstarting accepts as a teacher.")
+    x.add_argument("checkpoint", help="checkpoint file or run directory")
+    x.add_argument("out", help="output file, e.g. teachers/minatar-breakout.pt")
+
     pl = sub.add_parser("plot", help="write learning-curve PNGs for runs",
                         description="Plot learning curves of one or more run directories.")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -206,6 +212,14 @@ def cmd_eval(args, console) -> int:
     return 0
 
 
+def cmd_export(args, console) -> int:
+    from kickstart.evaluate import export_policy
+
+    out = export_policy(args.checkpoint, args.out)
+    _say(console, f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
 def cmd_plot(args, console) -> int:
     from kickstart.plot import plot_runs
 
@@ -221,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args, console)
+        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "plot": cmd_plot}[args.command](args, console)
     except UserError as e:
         message = " ".join(str(e).split())  # one line, whatever the message holds
         print(f"kickstart: error: {message}", file=sys.stderr)

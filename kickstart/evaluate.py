@@ -127,3 +127,19 @@ def summary_table(results: list[TaskEval]) -> list[tuple[str, str, str, str]]:
         rows.append(("suite score", "", "", f"{sum(scores) / len(scores):.1f}"))
     return rows
 
+
+
+def export_policy(checkpoint: str, out: str):
+    """Save the policy of ``checkpoint`` alone: config, env spec, network weights and counters.
+
+    The result is a valid kickstart checkpoint (``kickstart eval`` runs it; kickstarting loads it as
+    a teacher) without optimiser state, so it is about a third of the size.
+    """
+    from pathlib import Path
+
+    from kickstart.checkpoint import save_checkpoint
+
+    net, cfg, state = load_policy(checkpoint)   # checks that the weights fit their config
+    policy = {"config": state["config"], "learner": {"net": {k: v.clone() for k, v in net.state_dict().items()}},
+              "counters": state.get("counters", {}), "spec": state.get("spec"), "exported_from": str(checkpoint)}
+    return save_checkpoint(Path(out), policy)
