@@ -63,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint", help="checkpoint file or run directory")
     x.add_argument("out", help="output file, e.g. teachers/minatar-breakout.pt")
 
+    r = sub.add_parser("report", help="the papers' tables and plots for sets of runs (markdown + PNG)",
+                       description="Score at fixed frame budgets, frames to reach fixed scores, improvement "
+                                   "over a baseline group, and plots, for groups of runs (seeds) or PBT runs "
+                                   "(top-3 members). Runs named NAME-s<N> are grouped as NAME.")
+    r.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
+    r.add_argument("--group", action="append", default=[], metavar="LABEL=DIR[,DIR...]",
+                   help="an explicit group of runs (repeatable)")
+    r.add_argument("--metric", help="metric to compare (default: suite score, or the single task's return)")
+    r.add_argument("--budgets", default="", help="comma-separated frame budgets, e.g. 1e6,5e6,1e7")
+    r.add_argument("--scores", default="", help="comma-separated target scores, e.g. 10,20,30")
+    r.add_argument("--baseline", help="group the others are compared with (default: the first)")
+    r.add_argument("--smooth", type=int, default=5, help="moving average over N logged points (default 5)")
+    r.add_argument("--out", default="report", help="output directory (default ./report)")
+
     pl = sub.add_parser("plot", help="write learning-curve PNGs for runs",
                         description="Plot learning curves of one or more run directories.")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -220,6 +234,25 @@ def cmd_export(args, console) -> int:
     return 0
 
 
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{what}={text!r} must be comma-separated numbers, e.g. 1e6,5e6") from None
+
+
+def cmd_report(args, console) -> int:
+    from kickstart.report import report
+
+    if args.smooth < 1:
+        raise UserError(f"--smooth={args.smooth} must be >= 1")
+    path, pngs = report(args.run_dirs, args.group, args.metric, _floats(args.budgets, "--budgets"),
+                        _floats(args.scores, "--scores"), args.baseline, args.out, args.smooth)
+    console.print(path.read_text(), markup=False, highlight=False)
+    _say(console, f"wrote {path} and {len(pngs)} plots")
+    return 0
+
+
 def cmd_plot(args, console) -> int:
     from kickstart.plot import plot_runs
 
@@ -235,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False)
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "plot": cmd_plot}[args.command](args, console)
+        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "report": cmd_report,
+                "plot": cmd_plot}[args.command](args, console)
     except UserError as e:
         message = " ".join(str(e).split())  # one line, whatever the message holds
         print(f"kickstart: error: {message}", file=sys.stderr)

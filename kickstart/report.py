@@ -1,0 +1,259 @@
+"""``kickstart report``: the papers' tables and plots for any set of runs.
+
+Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing ``-s<N>`` /
+``-seed<N>`` removed), and each group is summarised over its seeds:
+
+* score at fixed frame budgets (Kickstarting Tables 1 and 3, left half);
+* frames to reach fixed scores (right half), taken on the curve smoothed over ``--smooth`` logged
+  points; a group reaches a score when every seed does, and reports the mean of the seeds' frames;
+* improvement of each group over the baseline group, in % (scores) and x (frames);
+* plots: the metric against frames (mean and min-max over seeds), per-task curves, and the weight
+  of each kickstarting teacher over training.
+
+A PBT run directory (one holding ``members/``) counts as a group of its top-3 members by final
+score, as in the papers' figures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kickstart.errors import UserError
+from kickstart.metrics import read_metrics
+
+SUITE_METRIC = "episode/suite_score"
+
+
+@dataclass
+class Curve:
+    frames: np.ndarray
+    values: np.ndarray
+
+
+def _metrics_of(run: Path) -> dict[str, list[tuple[int, float]]]:
+    p = run / "metrics.csv"
+    if not p.is_file():
+        raise UserError(f"{str(run)!r} is not a run directory with metrics (no metrics.csv)")
+    return read_metrics(p)
+
+
+def default_metric(metrics: dict[str, list]) -> str:
+    """The suite score for suites, else the single task's return."""
+    if SUITE_METRIC in metrics:
+        return SUITE_METRIC
+    returns = sorted(k for k in metrics if k.startswith("episode/return/"))
+    if len(returns) == 1:
+        return returns[0]
+    if not returns:
+        raise UserError("no episode metrics in these runs yet")
+    raise UserError(f"several tasks but no suite score; choose --metric among: {', '.join(returns)}")
+
+
+def curve(metrics: dict[str, list], name: str, smooth: int = 1) -> Curve | None:
+    pts = metrics.get(name)
+    if not pts:
+        return None
+    f = np.array([p[0] for p in pts], dtype=np.float64)
+    v = np.array([p[1] for p in pts], dtype=np.float64)
+    if smooth > 1 and len(v) >= smooth:
+        kernel = np.ones(smooth) / smooth
+        v = np.concatenate([np.cumsum(v[:smooth - 1]) / np.arange(1, smooth), np.convolve(v, kernel, "valid")])
+    return Curve(f, v)
+
+
+def score_at(c: Curve, frames: float) -> float | None:
+    """The metric at ``frames`` (linear interpolation; None beyond the run)."""
+    if c is None or frames > c.frames[-1] or frames < c.frames[0]:
+        return None if c is None or frames > c.frames[-1] else float(c.values[0])
+    return float(np.interp(frames, c.frames, c.values))
+
+
+def frames_to_reach(c: Curve, score: float) -> float | None:
+    if c is None:
+        return None
+    hit = np.nonzero(c.values >= score)[0]
+    return float(c.frames[hit[0]]) if len(hit) else None
+
+
+def group_runs(run_dirs: Sequence[str], groups: Sequence[str], metric: str | None) -> dict[str, list[Path]]:
+    """Label -> run directories. PBT run dirs expand to their top-3 members."""
+    out: dict[str, list[Path]] = {}
+    if groups:
+        for g in groups:
+            if "=" not in g:
+                raise UserError(f"--group {g!r} must look like LABEL=DIR[,DIR...]")
+            label, dirs = g.split("=", 1)
+            out[label] = [Path(d) for d in dirs.split(",") if d]
+    for d in run_dirs:
+        p = Path(d)
+        label = re.sub(r"-(s|seed)\d+$", "", p.name)
+        out.setdefault(label, []).append(p)
+    if not out:
+        raise UserError("give run directories (or --group LABEL=DIR,...)")
+    expanded = {}
+    for label, dirs in out.items():
+        runs = []
+        for d in dirs:
+            if not d.is_dir():
+                raise UserError(f"run directory {str(d)!r} does not exist")
+            members = sorted((d / "members").glob("*/metrics.csv")) if (d / "members").is_dir() else []
+            if members:
+                runs.extend(_top_members([m.parent for m in members], metric, 3))
+            else:
+                runs.append(d)
+        expanded[label] = runs
+    return expanded
+
+
+def _top_members(members: list[Path], metric: str | None, k: int) -> list[Path]:
+    scored = []
+    for m in members:
+        met = _metrics_of(m)
+        c = curve(met, metric or default_metric(met))
+        scored.append((float(c.values[-1]) if c is not None else -np.inf, m))
+    scored.sort(key=lambda t: -t[0])
+    return [m for _, m in scored[:k]]
+
+
+@dataclass
+class GroupSummary:
+    label: str
+    runs: list[Path]
+    scores: dict[float, float | None]          # budget -> mean score over seeds
+    reach: dict[float, float | None]           # score -> mean frames over seeds (None if a seed never did)
+    final: float | None
+    final_frames: float
+
+
+def summarise(label: str, runs: list[Path], metric: str, budgets: Sequence[float], targets: Sequence[float],
+              smooth: int) -> GroupSummary:
+    curves = [curve(_metrics_of(r), metric, smooth) for r in runs]
+    curves = [c for c in curves if c is not None]
+    if not curves:
+        raise UserError(f"group {label!r} has no {metric!r} metric yet")
+    scores = {}
+    for b in budgets:
+        vals = [score_at(c, b) for c in curves]
+        scores[b] = float(np.mean(vals)) if all(v is not None for v in vals) else None
+    reach = {}
+    for s in targets:
+        vals = [frames_to_reach(c, s) for c in curves]
+        reach[s] = float(np.mean(vals)) if all(v is not None for v in vals) else None
+    final = float(np.mean([c.values[-1] for c in curves]))
+    return GroupSummary(label, runs, scores, reach, final, float(min(c.frames[-1] for c in curves)))
+
+
+def _fmt_frames(f: float | None) -> str:
+    if f is None:
+        return "-"
+    return f"{f / 1e9:.2f}B" if f >= 1e9 else f"{f / 1e6:.2f}M" if f >= 1e6 else f"{f / 1e3:.0f}k"
+
+
+def markdown(summaries: list[GroupSummary], metric: str, budgets, targets, baseline: str) -> str:
+    base = next((s for s in summaries if s.label == baseline), summaries[0])
+    head = ["group", "seeds"] + [f"score @ {_fmt_frames(b)}" for b in budgets] + \
+           [f"frames to {t:g}" for t in targets] + ["final score"]
+    lines = [f"Metric: `{metric}` (mean over seeds; PBT runs: top-3 members).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        row = [s.label, str(len(s.runs))] + ["-" if s.scores[b] is None else f"{s.scores[b]:.2f}" for b in budgets] + \
+              [_fmt_frames(s.reach[t]) for t in targets] + [f"{s.final:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    for s in summaries:
+        if s is base:
+            continue
+        row = [f"improvement of {s.label} over {base.label}", ""]
+        for b in budgets:
+            a, o = s.scores[b], base.scores[b]
+            row.append("-" if a is None or o is None or o == 0 else f"{100 * (a - o) / abs(o):+.1f}%")
+        for t in targets:
+            a, o = s.reach[t], base.reach[t]
+            row.append("-" if a is None or o is None or a == 0 else f"{o / a:.2f}x")
+        row.append("-" if not base.final else f"{100 * (s.final - base.final) / abs(base.final):+.1f}%")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append("Runs: " + "; ".join(f"{s.label}: " + ", ".join(str(r) for r in s.runs) for s in summaries))
+    return "\n".join(lines) + "\n"
+
+
+def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    # 1. the metric, mean and min-max over seeds
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, runs in groups.items():
+        cs = [c for c in (curve(_metrics_of(r), metric, smooth) for r in runs) if c is not None]
+        if not cs:
+            continue
+        grid = np.linspace(0, min(c.frames[-1] for c in cs), 200)
+        ys = np.stack([np.interp(grid, c.frames, c.values) for c in cs])
+        line, = ax.plot(grid, ys.mean(0), label=f"{label} ({len(cs)})")
+        if len(cs) > 1:
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("env frames")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = out / "score.png"
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    written.append(p)
+    # 2. per-task curves and 3. teacher weights
+    for prefix, fname in (("episode/return/", "tasks.png"), ("kickstart/", "lambda.png")):
+        names = sorted({n for runs in groups.values() for r in runs for n in _metrics_of(r)
+                        if n.startswith(prefix) and (prefix != "kickstart/" or n.endswith("/lambda"))})
+        if not names:
+            continue
+        cols = min(3, len(names))
+        rows = (len(names) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            for label, runs in groups.items():
+                cs = [c for c in (curve(_metrics_of(r), name, smooth) for r in runs) if c is not None]
+                if cs:
+                    grid = np.linspace(0, min(c.frames[-1] for c in cs), 200)
+                    ax.plot(grid, np.mean([np.interp(grid, c.frames, c.values) for c in cs], 0), label=label)
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.tight_layout()
+        p = out / fname
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
+def report(run_dirs: Sequence[str], groups: Sequence[str] = (), metric: str | None = None,
+           budgets: Sequence[float] = (), targets: Sequence[float] = (), baseline: str | None = None,
+           out: str | Path = "report", smooth: int = 5) -> tuple[Path, list[Path]]:
+    grouped = group_runs(run_dirs, groups, metric)
+    first = next(iter(grouped.values()))[0]
+    metric = metric or default_metric(_metrics_of(first))
+    summaries = [summarise(label, runs, metric, budgets, targets, smooth) for label, runs in grouped.items()]
+    if not budgets:
+        end = min(s.final_frames for s in summaries)
+        budgets = [end / 4, end / 2, end]
+        summaries = [summarise(s.label, s.runs, metric, budgets, targets, smooth) for s in summaries]
+    if baseline is not None and baseline not in grouped:
+        raise UserError(f"--baseline {baseline!r} is not a group; groups: {', '.join(grouped)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = _plot(grouped, metric, out, smooth)
+    md = "# Report\n\n" + markdown(summaries, metric, budgets, targets, baseline or next(iter(grouped))) + \
+         "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+    path = out / "report.md"
+    path.write_text(md)
+    return path, pngs

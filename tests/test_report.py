@@ -1,0 +1,44 @@
+"""kickstart report: tables computed from synthetic metrics with known answers."""
+
+import pytest
+
+from kickstart.errors import UserError
+from kickstart.metrics import CSVLogger
+from kickstart.report import report
+
+
+def _run(path, slope, frames=(0, 1_000_000, 2_000_000, 3_000_000, 4_000_000), extra=None):
+    path.mkdir(parents=True)
+    log = CSVLogger(path / "metrics.csv")
+    for f in frames:
+        log.write(f, {"episode/return/minatar:Breakout": slope * f / 1e6, **(extra or {})})
+    log.close()
+    return path
+
+
+def test_scores_frames_to_reach_and_improvement(tmp_path):
+    scratch = [_run(tmp_path / f"scratch-s{i}", 1.0 + 0.5 * i) for i in range(2)]   # slopes 1.0, 1.5
+    kick = [_run(tmp_path / f"kick-s{i}", 4.0) for i in range(2)]                     # slope 4
+    md, pngs = report([str(p) for p in scratch + kick], budgets=[2e6], targets=[2.0], smooth=1,
+                      out=tmp_path / "rep", baseline="scratch")
+    text = md.read_text()
+    # scratch at 2M: mean(2.0, 3.0) = 2.5; kick: 8.0 -> +220.0%
+    assert "| scratch | 2 | 2.50 |" in text
+    assert "| kick | 2 | 8.00 |" in text
+    assert "+220.0%" in text
+    # frames to 2.0: scratch mean(2M, 1.33M by the logged points -> first logged >= 2 is 2M) = 2M; kick 1M -> 2.00x
+    assert "2.00x" in text
+    assert {p.name for p in pngs} >= {"score.png", "tasks.png"}
+
+
+def test_a_group_that_never_reaches_a_score_shows_a_dash(tmp_path):
+    a = _run(tmp_path / "a-s0", 0.1)
+    md, _ = report([str(a)], budgets=[1e6], targets=[100.0], smooth=1, out=tmp_path / "rep")
+    assert "| a | 1 | 0.10 | - |" in md.read_text()
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        report([str(tmp_path / "nope")], out=tmp_path / "rep")
+    with pytest.raises(UserError, match="is not a group"):
+        report([str(_run(tmp_path / "x-s0", 1.0))], baseline="y", out=tmp_path / "rep")
