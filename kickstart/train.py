@@ -112,10 +112,13 @@ class Trainer:
     that write extra unroll fields. The trainer passes them through without knowing what they are.
     """
 
-    def __init__(self, cfg: Config, run_dir: str | Path, terms: Sequence[LossTerm] = (),
+    def __init__(self, cfg: Config, run_dir: str | Path, terms: Sequence[LossTerm] | None = None,
                  hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
                  loggers: Sequence[Logger] | None = None, console=None):
+        """``terms``, ``hook_factory`` and ``extra_fields`` default to what the config's methods add
+        (:func:`kickstart.methods.build_methods`); pass them to plug in a method by hand."""
         from kickstart.envs import env_spec
+        from kickstart.methods import build_methods
         from kickstart.nets import build_net
 
         self.cfg = cfg
@@ -125,8 +128,11 @@ class Trainer:
         torch.manual_seed(cfg.runtime.seed)
         np.random.seed(cfg.runtime.seed % 2**32)
         self.spec = env_spec(cfg.env)
+        if terms is None and hook_factory is None and extra_fields is None:
+            setup = build_methods(cfg, self.spec)
+            terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
         net = build_net(cfg.net, self.spec)
-        self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms)
+        self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms or ())
         init_state = net.initial_state(1)
         self.fields = unroll_fields(self.spec, net_num_logits(net), init_state, extra_fields)
         self.hook_factory = hook_factory
@@ -141,7 +147,7 @@ class Trainer:
                 loggers.append(TensorBoardLogger(self.run_dir / "tb"))
         self.logger = MultiLogger(list(loggers))
         self._stop_requested = False
-        self._acc: dict[str, float] = {}
+        self._acc: dict[str, tuple[float, int]] = {}
         self._acc_n = 0
         self.last_metrics: dict[str, float] = {}
 
@@ -189,12 +195,15 @@ class Trainer:
         return metrics
 
     def _accumulate(self, metrics: dict[str, float]) -> None:
+        # Per-key counts: a metric missing from some updates (e.g. a teacher whose weight is 0) is
+        # averaged over the updates that reported it.
         for k, v in metrics.items():
-            self._acc[k] = self._acc.get(k, 0.0) + v
+            total, n = self._acc.get(k, (0.0, 0))
+            self._acc[k] = (total + v, n + 1)
         self._acc_n += 1
 
     def _log(self, window_frames: int, window_seconds: float) -> dict[str, float]:
-        m = {k: v / max(self._acc_n, 1) for k, v in self._acc.items()}
+        m = {k: total / n for k, (total, n) in self._acc.items()}
         self._acc, self._acc_n = {}, 0
         m.update(self.stats.summary())
         m["perf/fps"] = window_frames / max(window_seconds, 1e-9)
@@ -281,21 +290,27 @@ def _set_np_rng_state(s: dict) -> None:
 
 # -- the whole run -------------------------------------------------------------------------------
 
-def validate(cfg: Config) -> None:
-    """Everything that can be checked before a run starts: env, network, device."""
+def validate(cfg: Config):
+    """Everything that can be checked before a run starts: env, network, device, teachers.
+    Returns the config's :class:`~kickstart.methods.MethodSetup`."""
     from kickstart.envs import env_spec
     from kickstart.learner import pick_device
+    from kickstart.methods import build_methods
     from kickstart.nets import build_net
 
-    build_net(cfg.net, env_spec(cfg.env))
+    spec = env_spec(cfg.env)
+    build_net(cfg.net, spec)
     pick_device(cfg.learner.device)
+    return build_methods(cfg, spec)
 
 
-def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[LossTerm] = (),
+def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[LossTerm] | None = None,
           hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
           console=None, progress_bar: bool | None = None) -> TrainResult:
     """Train one agent as ``cfg`` says (resuming ``resume_dir`` if given); checkpoint on exit."""
-    validate(cfg)  # a rejected config leaves no run directory behind
+    setup = validate(cfg)  # a rejected config leaves no run directory behind
+    if terms is None and hook_factory is None and extra_fields is None:
+        terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         state = load_checkpoint(run_dir / CHECKPOINT)

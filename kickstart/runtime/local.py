@@ -25,6 +25,7 @@ import torch
 import torch.multiprocessing as mp
 
 from kickstart.config import Config
+from kickstart.errors import UserError
 from kickstart.runtime.backend import HookFactory, actor_seed, assign_tasks, gather
 from kickstart.runtime.unroll import Field, allocate
 
@@ -76,9 +77,15 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
     from kickstart.nets import build_net
     from kickstart.runtime.unroll import Actor
 
-    env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
-    net = build_net(cfg.net, env.spec)
-    hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
+    from kickstart.errors import UserError
+
+    try:
+        env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
+        net = build_net(cfg.net, env.spec)
+        hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
+    except UserError as e:  # a user mistake: report it once instead of dying and being restarted
+        conn.send(("error", str(e)))
+        return
     actor = Actor(env, net, cfg.learner.unroll_length, seed, hooks)
     version, hparams = -1, None
     while version < 0:
@@ -200,6 +207,8 @@ class LocalBackend:
             try:
                 while c.poll():
                     idx = c.recv()
+                    if isinstance(idx, tuple):  # ("error", message) from a failed actor setup
+                        raise UserError(f"actor {i}: {idx[1]}")
                     self.assigned[i].discard(idx)
                     self.ready.append(idx)
             except (EOFError, OSError):
