@@ -27,6 +27,7 @@ from kickstart.errors import UserError
 EXAMPLES = """examples:
   kickstart train configs/minatar_breakout.yaml run.total_frames=500000
   kickstart train configs/minatar5.yaml net.core=lstm learner.learning_rate=3e-4
+  kickstart train configs/minatar_breakout.yaml pbt.population_size=4 pbt.ready_frames=50000
   kickstart train --resume runs/minatar-breakout-20261121-101500 run.total_frames=4000000
   kickstart eval runs/minatar-breakout-20261121-101500 --episodes 20
   kickstart plot runs/minatar-breakout-20261121-101500
@@ -97,7 +98,8 @@ def _split_config_and_overrides(args) -> tuple[str | None, list[str]]:
 # is silently replaced by the checkpoint's (the optimiser's hyperparameters and the PBT-mutable
 # learning rate and entropy cost are restored from it).
 _FIXED_ON_RESUME = ("net.", "env.id", "env.full_action_space", "env.frame_stack", "learner.optimizer",
-                    "learner.learning_rate", "learner.entropy_cost", "learner.rmsprop_", "learner.adam_")
+                    "learner.learning_rate", "learner.entropy_cost", "learner.rmsprop_", "learner.adam_",
+                    "pbt.population_size")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -155,6 +157,11 @@ def cmd_train(args, console) -> int:
             raise UserError("missing CONFIG: pass a YAML file, e.g. 'kickstart train configs/minatar_breakout.yaml'")
         cfg = load_config(config, overrides)
     _check_env_and_net(cfg)
+    if cfg.pbt.enabled:  # pbt.population_size > 1: a population, trained with PBT
+        from kickstart.pbt import run_population
+
+        result = run_population(cfg, resume_dir=args.resume, console=console)
+        return 130 if result.interrupted else 0
     from kickstart.train import train
 
     result = train(cfg, resume_dir=args.resume, console=console,

@@ -331,6 +331,167 @@ class KickstartConfig:
         return bool(self.teachers)
 
 
+PRIOR_DISTRIBUTIONS = ("log_uniform", "uniform", "fixed")
+PERTURBS = ("multiply", "add")
+EXPLOIT_RULES = ("auto", "ttest", "truncation", "absolute_gap", "none")
+PBT_EVALS = ("training_returns", "evaluator")
+PBT_BACKENDS = ("local", "serial")
+
+
+@dataclass
+class PriorConfig:
+    """How PBT draws one mutable hyperparameter's initial value and how it perturbs it."""
+
+    distribution: str = "log_uniform"
+    """Initial value per member: ``log_uniform`` (exp of uniform in [log low, log high]), ``uniform``
+    in [low, high], or ``fixed`` (``value``, the same for every member)."""
+    low: float = 0.0
+    """Lower end of the range (``log_uniform``: > 0)."""
+    high: float = 1.0
+    """Upper end of the range (> low)."""
+    value: float | None = None
+    """``fixed``: the initial value; None keeps the run's configured one (e.g. learner.learning_rate)."""
+    perturb: str = "multiply"
+    """Explore step: ``multiply`` by a random one of ``pbt.perturb_factors`` (learning rate, entropy
+    cost, kickstarting alpha/rho), or ``add`` +-``pbt.alpha_step`` clipped to [0, 1] (weights in
+    [0, 1] such as the Mix & Match alpha)."""
+
+    def __post_init__(self) -> None:
+        _choice("pbt.mutable.<name>", "distribution", self.distribution, PRIOR_DISTRIBUTIONS)
+        _choice("pbt.mutable.<name>", "perturb", self.perturb, PERTURBS)
+
+    def check(self, where: str) -> None:
+        """The range checks, with the prior's name in the message (``pbt.mutable.<name>``)."""
+        if self.distribution == "fixed":
+            if self.value is not None:
+                _positive(where, "value", self.value, allow_zero=True)
+            return
+        _check(math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high,
+               f"{where}: low={self.low!r} >= high={self.high!r} is an empty range; a {self.distribution} "
+               f"prior needs low < high")
+        if self.distribution == "log_uniform":
+            _check(self.low > 0, f"{where}: a log_uniform prior needs low > 0, got low={self.low!r}")
+        else:
+            _check(self.low >= 0, f"{where}: hyperparameters are >= 0, so a uniform prior needs low >= 0, "
+                                  f"got low={self.low!r}")
+
+
+def _default_mutable() -> dict[str, PriorConfig]:
+    # Ranges for the Adam, mean-reduced MinAtar configs; the papers' RMSProp/sum ranges are lower
+    # (learning rate loguniform(1e-5, 1e-3), entropy cost loguniform(1e-4, 1e-2) in M&M).
+    return {"learning_rate": PriorConfig("log_uniform", 3e-4, 3e-3),
+            "entropy_cost": PriorConfig("log_uniform", 1e-4, 1e-2)}
+
+
+@dataclass
+class PBTConfig:
+    """Population Based Training (Jaderberg et al. 2017) as in kickstarting (Sec. 2.3, 4.2) and Mix &
+    Match (Sec. 3.4, App. B). ``population_size`` 1: off (a single run)."""
+
+    population_size: int = 1
+    """Members trained side by side; each has its own run directory ``RUN_DIR/members/<i>``."""
+    ready_episodes: int = 300
+    """A member is ready (exploit/explore) after this many finished episodes since its last ready
+    event (300, the papers'); 0: unused."""
+    ready_frames: int = 0
+    """... or after this many env frames since its last ready event, whichever comes first; 0: unused."""
+    exploit: str = "auto"
+    """``ttest`` (the papers': a random other member whose last ``ttest_window`` evaluations are
+    better by a one-sided Welch t-test, p < ``ttest_pvalue``, is copied: weights, optimiser state,
+    hyperparameters), ``truncation`` (members in the bottom ``truncation_fraction`` copy a random
+    member of the top one), ``absolute_gap`` (copy a random member whose mean evaluation exceeds
+    ours by more than ``gap``), ``none`` (explore only), or ``auto`` (ttest for a population, none
+    for a single run)."""
+    ttest_window: int = 30
+    """Evaluations (episodes) per member compared by the t-test (30, the papers')."""
+    ttest_pvalue: float = 0.05
+    """Significance level of the t-test."""
+    truncation_fraction: float = 0.2
+    """``truncation``: the bottom and top fractions of the population (in (0, 0.5])."""
+    gap: float = 0.0
+    """``absolute_gap``: how much higher (in the evaluation's units) a donor's mean must be."""
+    explore_probability: float = 0.25
+    """Probability per ready event (exploited or not) of perturbing every mutable hyperparameter."""
+    perturb_factors: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    """``multiply`` perturbations multiply by one of these, chosen uniformly."""
+    alpha_step: float = 0.05
+    """``add`` perturbations add or subtract this, then clip to [0, 1]."""
+    resample_probability: float = 0.0
+    """When exploring, probability per hyperparameter of drawing it afresh from its prior instead of
+    perturbing it."""
+    mutable: dict[str, PriorConfig] = field(default_factory=_default_mutable)
+    """Hyperparameters PBT evolves, by learner name (``learning_rate``, ``entropy_cost``,
+    ``kickstart/alpha``, ``kickstart/rho/<teacher>``, ...) -> prior. A mapping given in the config
+    replaces the default one (learning rate and entropy cost)."""
+    initial_hparams: list[dict[str, float]] = field(default_factory=list)
+    """Optional fixed initial values: entry i overrides the values drawn for member i (tests,
+    warm starts)."""
+    eval: str = "training_returns"
+    """What PBT compares: ``training_returns`` (per finished training episode its raw return, or on a
+    multi-task suite its capped normalised score; the last ``ttest_window`` episodes), or
+    ``evaluator`` (at each ready event, ``eval_episodes`` separate evaluation episodes per task of
+    the member's current network, e.g. only Mix & Match's target agent)."""
+    eval_episodes: int = 30
+    """``evaluator``: episodes per task at each ready event."""
+    eval_greedy: bool = False
+    """``evaluator``: act greedily instead of sampling."""
+    member_restarts: int = 3
+    """How many times a member process that died is restarted (from its last checkpoint)."""
+    backend: str = "local"
+    """``local``: one process per member on this machine, trained concurrently; ``serial``: every
+    member in this process, taking turns (tests, debugging)."""
+
+    def __post_init__(self) -> None:
+        s = "pbt"
+        _positive(s, "population_size", self.population_size)
+        _choice(s, "exploit", self.exploit, EXPLOIT_RULES)
+        _check(not (self.population_size == 1 and self.exploit not in ("auto", "none")),
+               f"pbt.exploit={self.exploit} needs pbt.population_size >= 2 (one member has nobody to copy); "
+               f"raise pbt.population_size or set pbt.exploit=none")
+        _positive(s, "ready_episodes", self.ready_episodes, allow_zero=True)
+        _positive(s, "ready_frames", self.ready_frames, allow_zero=True)
+        _check(self.ready_episodes > 0 or self.ready_frames > 0,
+               "pbt.ready_episodes and pbt.ready_frames are both 0: set one of them > 0 (when members are ready)")
+        _check(self.ttest_window >= 2,
+               f"pbt.ttest_window={self.ttest_window!r} must be >= 2 (a t-test needs two samples)")
+        _check(0.0 < self.ttest_pvalue < 1.0, f"pbt.ttest_pvalue={self.ttest_pvalue!r} must be in (0, 1)")
+        _check(0.0 < self.truncation_fraction <= 0.5,
+               f"pbt.truncation_fraction={self.truncation_fraction!r} must be in (0, 0.5]")
+        _positive(s, "gap", self.gap, allow_zero=True)
+        _unit(s, "explore_probability", self.explore_probability)
+        _unit(s, "resample_probability", self.resample_probability)
+        _check(len(self.perturb_factors) > 0 and all(math.isfinite(f) and f > 0 for f in self.perturb_factors),
+               f"pbt.perturb_factors={self.perturb_factors!r} must be a non-empty list of numbers > 0")
+        _positive(s, "alpha_step", self.alpha_step)
+        for name, prior in self.mutable.items():
+            _check(bool(name), "pbt.mutable has an empty hyperparameter name")
+            prior.check(f"pbt.mutable.{name}")
+        _check(len(self.initial_hparams) <= self.population_size,
+               f"pbt.initial_hparams has {len(self.initial_hparams)} entries for pbt.population_size="
+               f"{self.population_size}; give at most one per member")
+        for i, values in enumerate(self.initial_hparams):
+            for k, v in values.items():
+                _check(math.isfinite(v) and v >= 0,
+                       f"pbt.initial_hparams[{i}].{k}={v!r} must be a finite number >= 0")
+        _choice(s, "eval", self.eval, PBT_EVALS)
+        _positive(s, "eval_episodes", self.eval_episodes)
+        _check(not (self.eval == "evaluator" and self.exploit_rule == "ttest" and self.eval_episodes < 2),
+               f"pbt.eval_episodes={self.eval_episodes} gives the t-test one sample per task; set it >= 2")
+        _positive(s, "member_restarts", self.member_restarts, allow_zero=True)
+        _choice(s, "backend", self.backend, PBT_BACKENDS)
+
+    @property
+    def enabled(self) -> bool:
+        return self.population_size > 1
+
+    @property
+    def exploit_rule(self) -> str:
+        """``exploit`` with ``auto`` resolved (ttest for a population, none for one member)."""
+        if self.exploit == "auto":
+            return "ttest" if self.population_size > 1 else "none"
+        return self.exploit
+
+
 @dataclass
 class Config:
     """A whole run."""
@@ -341,6 +502,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     kickstart: KickstartConfig = field(default_factory=KickstartConfig)
+    pbt: PBTConfig = field(default_factory=PBTConfig)
 
     def __post_init__(self) -> None:
         _check(self.learner.rl_loss or self.kickstart.enabled,
@@ -399,6 +561,11 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{path}={value!r} must be a number")
     if tp is str:
         if isinstance(value, str):
@@ -441,7 +608,11 @@ def to_dict(cfg: Any) -> dict:
 
 
 def apply_overrides(data: dict, overrides: list[str], cls: type = None) -> dict:
-    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, in place.
+
+    Paths may go through mappings of sections, e.g. ``kickstart.teachers.breakout.rho=0.5`` or
+    ``pbt.mutable.learning_rate.low=1e-4``.
+    """
     cls = cls or Config
     for item in overrides:
         if "=" not in item:
@@ -453,20 +624,38 @@ def apply_overrides(data: dict, overrides: list[str], cls: type = None) -> dict:
         except yaml.YAMLError:
             value = raw
         node, node_cls, path = data, cls, ""
-        for i, part in enumerate(parts):
+        i = 0
+        while i < len(parts):
+            part = parts[i]
             names = [f.name for f in dataclasses.fields(node_cls)]
             if part not in names:
                 raise _unknown_key(path, part, names)
             path = f"{path}.{part}" if path else part
             if i == len(parts) - 1:
                 node[part] = value
-            else:
-                node_cls = typing.get_type_hints(node_cls)[part]
-                if not dataclasses.is_dataclass(node_cls):
-                    raise ConfigError(f"{path} is not a section; set it as {path}=value")
+                break
+            tp = typing.get_type_hints(node_cls)[part]
+            if typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
+                # a mapping of sections: the next part is an entry's name
                 if not isinstance(node.get(part), dict):
                     node[part] = {}
                 node = node[part]
+                entry = parts[i + 1]
+                path = f"{path}.{entry}"
+                if i + 1 == len(parts) - 1:
+                    node[entry] = value
+                    break
+                if not isinstance(node.get(entry), dict):
+                    node[entry] = {}
+                node, node_cls = node[entry], typing.get_args(tp)[1]
+                i += 2
+                continue
+            if not dataclasses.is_dataclass(tp):
+                raise ConfigError(f"{path} is not a section; set it as {path}=value")
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node, node_cls = node[part], tp
+            i += 1
     return data
 
 

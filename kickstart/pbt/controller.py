@@ -1,0 +1,442 @@
+"""The PBT controller: start the members, wait for ready ones, apply the pure decisions.
+
+The controller decides nothing itself: :func:`~kickstart.pbt.decisions.choose_donor` and
+:func:`~kickstart.pbt.decisions.explore` do, from the members' last reports and one random
+generator. It only moves checkpoints and sets hyperparameters, in this order on a ready event:
+
+1. ``donor = choose_donor(i, evaluations of every member's last report, rng)``;
+2. if there is a donor: member i ``restore``\\s the donor's snapshot (written with the donor's last
+   report), which brings the donor's weights, optimiser state *and hyperparameters*;
+3. ``explored = explore(hyperparameters now in force, priors, rng)``;
+4. member i ``set_hparams(explored)`` -- after the restore, so the checkpoint never overwrites
+   the explored values (the Ray Tune bug) -- and saves, so that a restart resumes this state;
+5. one lineage record; member i trains on.
+
+Members train concurrently: every idle member is sent ``run_until(run.total_frames)`` and the
+controller handles whichever answers first. Hosting is a :class:`~kickstart.pbt.member.MemberHost`
+(processes, this process, or Ray later); the controller only uses the handle protocol.
+
+Outputs (``RUN_DIR``): ``members/<i>/`` (each member's run directory), ``pbt/lineage.jsonl`` (one
+record per event: start, ready, restart, done, stop), ``pbt/population.csv`` (one row per report:
+frames, member, evaluation and hyperparameters, for plots) and ``metrics.csv``
+(``pbt/<i>/eval_mean``, ``pbt/<i>/<hparam>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from kickstart.config import Config, PBTConfig, save_config
+from kickstart.errors import ConfigError, UserError
+from kickstart.pbt import decisions
+from kickstart.pbt.member import (MemberDied, MemberError, MemberHandle, MemberHost, MemberReport, MemberSpec,
+                                  default_method, make_host)
+
+MEMBERS = "members"
+
+
+# -- checks before anything starts ---------------------------------------------------------------
+
+def learner_hparams(cfg: Config, method: Callable = default_method) -> dict[str, float]:
+    """The mutable hyperparameters (and configured values) a member's learner will have: the
+    learner's own plus those the method's loss terms declare."""
+    import torch
+
+    from kickstart.envs import env_spec
+    from kickstart.learner import Learner
+    from kickstart.nets import build_net
+
+    spec = env_spec(cfg.env)
+    setup = method(cfg, spec)
+    net = build_net(cfg.net, spec)
+    learner = Learner(net, cfg.learner, cfg.run.total_frames, setup.terms, device=torch.device("cpu"))
+    return dict(learner.hparams)
+
+
+def _unknown(where: str, name: str, valid: dict) -> ConfigError:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}: unknown hyperparameter {name!r}{hint}; mutable ones: {', '.join(sorted(valid))}")
+
+
+def check_mutable(pbt: PBTConfig, hparams: dict[str, float]) -> None:
+    """Every name in ``pbt.mutable`` and ``pbt.initial_hparams`` must be a learner hyperparameter."""
+    for name in pbt.mutable:
+        if name not in hparams:
+            raise _unknown("pbt.mutable", name, hparams)
+    for i, values in enumerate(pbt.initial_hparams):
+        for name in values:
+            if name not in hparams:
+                raise _unknown(f"pbt.initial_hparams[{i}]", name, hparams)
+
+
+def member_config(cfg: Config, index: int) -> Config:
+    """Member ``index``'s config: the population's with its own seed (``runtime.seed + index``)."""
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, seed=cfg.runtime.seed + index))
+
+
+def initial_hparams(pbt: PBTConfig, defaults: dict[str, float], rng: np.random.Generator) -> list[dict[str, float]]:
+    """Per member: values drawn from the priors, overridden by ``pbt.initial_hparams[i]``."""
+    out = []
+    for i in range(pbt.population_size):
+        hp = decisions.sample_initial(pbt.mutable, rng, defaults)
+        if i < len(pbt.initial_hparams):
+            hp.update({k: float(v) for k, v in pbt.initial_hparams[i].items()})
+        out.append(hp)
+    return out
+
+
+# -- records -------------------------------------------------------------------------------------
+
+class Lineage:
+    """``pbt/lineage.jsonl``, ``pbt/population.csv`` and the ``pbt/*`` metrics of ``metrics.csv``."""
+
+    def __init__(self, run_dir: Path, hparam_names: list[str]):
+        from kickstart.metrics import CSVLogger
+
+        d = run_dir / "pbt"
+        d.mkdir(parents=True, exist_ok=True)
+        self.names = hparam_names
+        self._jsonl = open(d / "lineage.jsonl", "a")
+        path = d / "population.csv"
+        new = not path.exists()
+        self._csv_f = open(path, "a", newline="")
+        self._csv = csv.writer(self._csv_f)
+        if new:
+            self._csv.writerow(["time", "member", "frames", "episodes", "event", "eval_mean", "eval_std", "eval_n",
+                                "donor", *self.names])
+        self._metrics = CSVLogger(run_dir / "metrics.csv")
+
+    def record(self, rec: dict) -> dict:
+        rec = {"time": round(time.time(), 3), **rec}
+        self._jsonl.write(json.dumps(rec) + "\n")
+        self._jsonl.flush()
+        return rec
+
+    def row(self, rep: MemberReport, event: str, hparams: dict[str, float], donor: int | None = None) -> None:
+        s = np.asarray(rep.samples, dtype=np.float64)
+        mean = float(s.mean()) if s.size else float("nan")
+        std = float(s.std()) if s.size else float("nan")
+        self._csv.writerow([round(time.time(), 3), rep.index, rep.frames, rep.episodes, event, f"{mean:.6g}",
+                            f"{std:.6g}", int(s.size), "" if donor is None else donor,
+                            *(f"{hparams.get(k, float('nan')):.6g}" for k in self.names)])
+        self._csv_f.flush()
+        m = {f"pbt/{rep.index}/{k}": v for k, v in hparams.items()}
+        if s.size:
+            m[f"pbt/{rep.index}/eval_mean"] = mean
+        self._metrics.write(rep.frames, m)
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv_f.close()
+        self._metrics.close()
+
+
+@dataclass
+class PopulationResult:
+    run_dir: Path
+    reports: dict[int, MemberReport]
+    """Each member's last report."""
+    best: int | None
+    """The member with the highest mean evaluation in its last report."""
+    exploits: int
+    restarts: int
+    interrupted: bool
+    seconds: float
+    hparams: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def best_score(self) -> float | None:
+        return None if self.best is None else self.reports[self.best].eval_mean
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for i in sorted(self.reports):
+            r = self.reports[i]
+            ev = "-" if r.eval_mean is None else f"{r.eval_mean:.3g}"
+            hp = ", ".join(f"{k}={v:.3g}" for k, v in sorted(self.hparams.get(i, r.hparams).items()))
+            lines.append(f"member {i}: {r.frames:,} frames, eval mean {ev} over {len(r.samples)}; {hp}")
+        if self.best is not None:
+            r = self.reports[self.best]
+            hp = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.hparams.get(self.best, r.hparams).items()))
+            ckpt = self.run_dir / MEMBERS / str(self.best) / "checkpoint.pt"
+            lines.append(f"best member {self.best}: eval mean {r.eval_mean:.4g} over its last {len(r.samples)} "
+                         f"evaluations; {hp}; checkpoint {ckpt}")
+        state = " (interrupted)" if self.interrupted else ""
+        lines.append(f"{self.exploits} exploits, {self.restarts} member restarts, {self.seconds:.0f} s{state}; "
+                     f"lineage: {self.run_dir / 'pbt' / 'lineage.jsonl'}")
+        if self.interrupted:
+            import shlex
+
+            lines.append(f"resume with: kickstart train --resume {shlex.quote(str(self.run_dir))}")
+        return lines
+
+
+# -- the controller ------------------------------------------------------------------------------
+
+class Controller:
+    """Runs one population to ``run.total_frames`` frames per member (see the module docstring).
+
+    Args:
+      cfg: the population's config (``cfg.pbt`` enabled).
+      run_dir: the population's directory.
+      host: where members live (:func:`~kickstart.pbt.member.make_host`).
+      defaults: the learner's configured hyperparameters (:func:`learner_hparams`).
+      method: builds a member's loss terms and actor hooks (picklable).
+      rng: the generator of every decision; default seeded from ``runtime.seed``.
+      resume: members continue from their checkpoints where they have one.
+      on_event: called with every lineage record (tests, live displays).
+    """
+
+    def __init__(self, cfg: Config, run_dir: str | Path, host: MemberHost, defaults: dict[str, float],
+                 method: Callable = default_method, rng: np.random.Generator | None = None, resume: bool = False,
+                 on_event: Callable[[dict, "Controller"], None] | None = None, console=None):
+        self.cfg = cfg
+        self.pbt = cfg.pbt
+        self.run_dir = Path(run_dir)
+        self.host = host
+        self.defaults = dict(defaults)
+        self.method = method
+        self.rng = rng if rng is not None else np.random.default_rng([cfg.runtime.seed, 0x5EED_9B7])
+        self.resume = resume
+        self.on_event = on_event
+        self.console = console
+        self.handles: list[MemberHandle] = []
+        self.latest: dict[int, MemberReport] = {}
+        self.hparams: dict[int, dict[str, float]] = {}
+        self.finished: set[int] = set()
+        self.exploits = 0
+        self.restarts = 0
+        self._stop = False
+        self._stopping = False
+        self._restarted: set[int] = set()
+        self.lineage: Lineage | None = None
+
+    # -- public ------------------------------------------------------------------------------------
+    def request_stop(self, signum=None, _frame=None) -> None:
+        """Stop every member at the end of its current update (signal handler); a second request
+        from a signal stops at once."""
+        if self._stop:
+            if signum is not None:
+                raise KeyboardInterrupt
+            return
+        self._stop = True
+        for h in self.handles:
+            h.stop()
+
+    def run(self) -> PopulationResult:
+        t0 = time.monotonic()
+        self.lineage = Lineage(self.run_dir, sorted(self.defaults))
+        try:
+            self._start_members()
+            self._loop()
+        finally:
+            self._close_members()
+            self.lineage.close()
+        return PopulationResult(self.run_dir, dict(self.latest), self._best(), self.exploits, self.restarts,
+                                self._stopping, time.monotonic() - t0, {i: dict(h) for i, h in self.hparams.items()})
+
+    def member_dir(self, i: int) -> Path:
+        return self.run_dir / MEMBERS / str(i)
+
+    # -- phases ------------------------------------------------------------------------------------
+    def _start_members(self) -> None:
+        for i, hp in enumerate(initial_hparams(self.pbt, self.defaults, self.rng)):
+            spec = MemberSpec(i, member_config(self.cfg, i), str(self.member_dir(i)), hp, self.resume, self.method)
+            self.hparams[i] = hp
+            self.handles.append(self.host.spawn(spec))
+
+    def _loop(self) -> None:
+        total = self.cfg.run.total_frames
+        while len(self.finished) < len(self.handles):
+            if self._stop and not self._stopping:
+                self._stopping = True
+                self._event({"event": "stop"})
+            busy = [h for h in self.handles if h.pending is not None]
+            if not busy:
+                break
+            for h in self.host.wait(busy, timeout=1.0):
+                self._on_reply(h, total)
+
+    def _on_reply(self, h: MemberHandle, total: int) -> None:
+        """Handle the reply of ``h``'s command in flight; a member that died (or failed while
+        training, e.g. a non-finite loss) is restarted from its last checkpoint."""
+        command = h.pending
+        try:
+            self._handle(h, command, h.result(), total)
+        except MemberDied as e:
+            self._restart(h, str(e))
+        except MemberError as e:
+            if command != "run_until":
+                raise
+            self._restart(h, f"member {h.index} failed in run_until: {str(e).splitlines()[-1]}")
+
+    def _handle(self, h: MemberHandle, command: str, out, total: int) -> None:
+        i = h.index
+        if command == "init":
+            self.hparams[i] = dict(out)
+            self._event({"event": "start", "member": i, "hparams": dict(out),
+                         "resumed": self.resume or i in self._restarted})
+        elif command == "run_until":
+            if not self._on_report(h, out):
+                return
+        if self._stopping:
+            self.finished.add(i)
+        else:
+            h.submit("run_until", total)
+
+    def _on_report(self, h: MemberHandle, rep: MemberReport) -> bool:
+        """Handle a ``run_until`` report; False when the member is finished."""
+        i = rep.index
+        self.latest[i] = rep
+        self.hparams[i] = dict(rep.hparams)
+        if rep.done or rep.interrupted:
+            event = "done" if rep.done else "interrupted"
+            self.lineage.row(rep, event, rep.hparams)
+            self._event({"event": event, "member": i, "frames": rep.frames, "eval_mean": rep.eval_mean,
+                         "eval_n": len(rep.samples), "hparams": dict(rep.hparams)})
+            self.finished.add(i)
+            return False
+        if rep.ready:
+            self.on_ready(h, rep)
+        return True
+
+    def on_ready(self, h: MemberHandle, rep: MemberReport) -> None:
+        """A ready event of member ``rep.index`` (idle, behind handle ``h``): exploit, explore, record."""
+        i = rep.index
+        population = {j: r.samples for j, r in self.latest.items()}
+        donor = decisions.choose_donor(i, population, self.rng, self.pbt)
+        before = dict(rep.hparams)
+        base = before
+        if donor is not None:
+            base = h.call("restore", self.latest[donor].checkpoint)   # the donor's hparams come with it
+        after = decisions.explore(base, self.pbt.mutable, self.rng, self.pbt)
+        if donor is not None or after != before:
+            after = h.call("set_hparams", after)    # after the restore: never overwritten by it
+            h.call("save")
+        self.hparams[i] = dict(after)
+        self.lineage.row(rep, "exploit" if donor is not None else "ready", after, donor)
+        rec = {"event": "ready", "member": i, "frames": rep.frames, "episodes": rep.episodes,
+               "eval_mean": rep.eval_mean, "eval_n": len(rep.samples), "hparams_before": before,
+               "hparams_after": dict(after), "donor": donor, "explored": decisions.changed_keys(base, after)}
+        if donor is not None:
+            d = self.latest[donor]
+            rec.update(donor_frames=d.frames, donor_eval_mean=d.eval_mean, donor_hparams=dict(base))
+            self.exploits += 1
+            # Its samples belonged to the weights it just replaced: no decision may use them again.
+            self.latest[i] = dataclasses.replace(rep, samples=[], checkpoint=None, hparams=dict(after))
+        self._event(rec)
+
+    def _restart(self, h: MemberHandle, reason: str) -> None:
+        i = h.index
+        self.restarts += 1
+        if self.restarts > self.pbt.member_restarts:
+            raise RuntimeError(f"{reason}; the restart budget pbt.member_restarts={self.pbt.member_restarts} "
+                               f"is spent")
+        last = self.latest.get(i)
+        self._event({"event": "restart", "member": i, "reason": reason,
+                     "frames": last.frames if last is not None else 0})
+        self.latest.pop(i, None)
+        self._restarted.add(i)
+        h.restart()
+
+    def _close_members(self) -> None:
+        for h in self.handles:
+            try:
+                h.close()
+            except Exception:  # noqa: BLE001 - close every member, whatever one of them does
+                pass
+
+    def _event(self, rec: dict) -> None:
+        rec = self.lineage.record(rec)
+        if self.on_event is not None:
+            self.on_event(rec, self)
+        shown = rec.get("donor") is not None or rec.get("event") in ("restart", "stop", "done")
+        if self.console is not None and shown:
+            self.console.print(_describe(rec), markup=False, highlight=False, soft_wrap=True)
+
+    def _best(self) -> int | None:
+        return decisions.best_member({j: r.samples for j, r in self.latest.items()})
+
+
+def _describe(rec: dict) -> str:
+    ev = rec["event"]
+    if ev == "stop":
+        return "pbt: stop requested; members finish their current update"
+    if ev == "restart":
+        return f"pbt: member {rec['member']} restarted ({rec['reason']})"
+    if ev == "done":
+        mean = rec.get("eval_mean")
+        ev_text = "-" if mean is None else f"{mean:.3g}"
+        return f"pbt: member {rec['member']} done at {rec['frames']:,} frames, eval {ev_text}"
+    mean = rec.get("eval_mean")
+    ev_text = "-" if mean is None else f"{mean:.3g}"
+    what = f"pbt: member {rec['member']} at {rec['frames']:,} frames, eval {ev_text}"
+    if rec.get("donor") is not None:
+        what += f", copied member {rec['donor']} ({rec.get('donor_eval_mean', 0):.3g})"
+    if rec.get("explored"):
+        what += ", explored " + ", ".join(f"{k}={rec['hparams_after'][k]:.3g}" for k in rec["explored"])
+    return what
+
+
+# -- the whole population ------------------------------------------------------------------------
+
+def new_population_dir(cfg: Config) -> Path:
+    from kickstart.train import new_run_dir
+
+    d = new_run_dir(cfg)
+    if (d / MEMBERS).exists() or (d / "pbt").exists():
+        raise UserError(f"run directory {str(d)!r} already holds a population; resume it with "
+                        f"'kickstart train --resume {d}' or choose another run.name")
+    return d
+
+
+def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Callable = default_method,
+                   console=None, on_event: Callable | None = None) -> PopulationResult:
+    """Train ``cfg.pbt.population_size`` members with PBT; the population's ``train``."""
+    from kickstart.train import run_metadata, validate
+
+    if not cfg.pbt.enabled:
+        raise ConfigError("run_population needs pbt.population_size >= 2")
+    validate(cfg)
+    defaults = learner_hparams(cfg, method)
+    check_mutable(cfg.pbt, defaults)                  # all before a run directory exists
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if not (run_dir / MEMBERS).is_dir():
+            raise UserError(f"{str(run_dir)!r} holds no population (no members/ directory)")
+    else:
+        run_dir = new_population_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    meta_path = run_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    sessions = meta.setdefault("sessions", [])
+    sessions.append(run_metadata())
+    meta_path.write_text(json.dumps(meta, indent=2))
+    rng = np.random.default_rng([cfg.runtime.seed, 0x5EED_9B7, len(sessions)])  # a resume does not replay draws
+    controller = Controller(cfg, run_dir, make_host(cfg.pbt.backend), defaults, method, rng,
+                            resume=resume_dir is not None, on_event=on_event, console=console)
+    handlers = {s: signal.signal(s, controller.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = controller.run()
+    finally:
+        for s, hd in handlers.items():
+            signal.signal(s, hd)
+    if console is not None:
+        for line in result.summary_lines():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return result
+
+
+__all__ = ["Controller", "Lineage", "PopulationResult", "check_mutable", "initial_hparams", "learner_hparams",
+           "member_config", "new_population_dir", "run_population"]
