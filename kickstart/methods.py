@@ -7,7 +7,7 @@ pieces through. Kickstarting is the first method; Mix & Match will add its own p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kickstart.config import Config
 from kickstart.runtime.backend import HookFactory
@@ -20,6 +20,9 @@ class MethodSetup:
     terms: list = field(default_factory=list)
     hook_factory: HookFactory | None = None
     extra_fields: dict[str, Field] = field(default_factory=dict)
+    eval_policy: Callable | None = None
+    """Maps the trained network to the policy PBT's evaluator scores (e.g. Mix & Match's target
+    agent); None scores the network as it is."""
 
 
 def _all_hooks(cfg, spec, factories: Sequence[HookFactory]):
@@ -38,6 +41,8 @@ def combine(setups: Sequence) -> MethodSetup:
             out.extra_fields[k] = v
         if s.hook_factory is not None:
             factories.append(s.hook_factory)
+        if getattr(s, "eval_policy", None) is not None:
+            out.eval_policy = s.eval_policy
     if len(factories) == 1:
         out.hook_factory = factories[0]
     elif factories:

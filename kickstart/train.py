@@ -229,8 +229,9 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop_requested = True
 
-    def run_until(self, frames: int, progress=None) -> bool:
-        """Train until ``frames`` env frames (or a stop request). Returns False if stopped early."""
+    def run_until(self, frames: int, progress=None, until=None) -> bool:
+        """Train until ``frames`` env frames, a stop request, or ``until(trainer)`` is true (checked
+        after each update; PBT's ready events). Returns False if it stopped before ``frames``."""
         if self.frames >= frames:
             return True
         self.start()
@@ -253,6 +254,8 @@ class Trainer:
             if now - last_ckpt >= self.cfg.run.checkpoint_every_s:  # checkpoint
                 self.save()
                 last_ckpt = now
+            if until is not None and until(self):
+                break
         if self._acc_n:
             self._log(self.frames - log_frames, max(time.monotonic() - last_log, 1e-9))
         return self.frames >= frames

@@ -69,3 +69,20 @@ def test_missing_and_invalid_files(tmp_path):
 def test_apply_overrides_creates_sections():
     d = apply_overrides({}, ["run.name=x"])
     assert d == {"run": {"name": "x"}}
+
+
+def test_overrides_reach_into_mappings_of_sections():
+    cfg = load_config(None, ["kickstart.teachers.t.path=x.pt", "kickstart.teachers.t.rho=0.5",
+                             "kickstart.teachers.t.tasks=[minatar:Breakout]"])
+    assert cfg.kickstart.teachers["t"].rho == 0.5 and cfg.kickstart.teachers["t"].path == "x.pt"
+    assert cfg.kickstart.teachers["t"].tasks == ["minatar:Breakout"]
+    with pytest.raises(ConfigError, match=r"unknown config key 'kickstart.teachers.t.rhoo' \(did you mean 'rho'\?\)"):
+        load_config(None, ["kickstart.teachers.t.path=x.pt", "kickstart.teachers.t.rhoo=1"])
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 3e-4 as a string; a learning rate written that way must still work.
+    p = tmp_path / "c.yaml"
+    p.write_text("learner:\n  learning_rate: 3e-4\n")
+    assert load_config(p, ["learner.entropy_cost=1e-3"]).learner.learning_rate == 3e-4
+    assert load_config(p, ["learner.entropy_cost=1e-3"]).learner.entropy_cost == 1e-3
