@@ -255,8 +255,9 @@ def cmd_report(args, console) -> int:
         raise UserError(f"--smooth={args.smooth} must be >= 1")
     path, pngs = report(args.run_dirs, args.group, args.metric, _floats(args.budgets, "--budgets"),
                         _floats(args.scores, "--scores"), args.baseline, args.out, args.smooth)
-    console.print(path.read_text(), markup=False, highlight=False)
-    _say(console, f"wrote {path} and {len(pngs)} plots")
+    text = path.read_text()
+    print(text[:text.index("![")] if "![" in text else text, end="", flush=True)  # tables unwrapped
+    _say(console, f"wrote {path} and {len(pngs)} plots ({', '.join(p.name for p in pngs)})")
     return 0
 
 

@@ -4,8 +4,10 @@ Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing
 ``-seed<N>`` removed), and each group is summarised over its seeds:
 
 * score at fixed frame budgets (Kickstarting Tables 1 and 3, left half);
-* frames to reach fixed scores (right half), taken on the curve smoothed over ``--smooth`` logged
-  points; a group reaches a score when every seed does, and reports the mean of the seeds' frames;
+* frames to reach fixed scores (right half): the first frame from which the curve, smoothed over
+  ``--smooth`` logged points, stays at or above the score for the rest of the run (an early noisy
+  spike does not count); a group reaches a score when every seed does, and reports the mean of the
+  seeds' frames;
 * improvement of each group over the baseline group, in % (scores) and x (frames);
 * plots: the metric against frames (mean and min-max over seeds), per-task curves, and the weight
   of each kickstarting teacher over training.
@@ -74,10 +76,11 @@ def score_at(c: Curve, frames: float) -> float | None:
 
 
 def frames_to_reach(c: Curve, score: float) -> float | None:
-    if c is None:
+    """First frame from which the curve stays >= ``score`` to its end (None if it ends below)."""
+    if c is None or c.values[-1] < score:
         return None
-    hit = np.nonzero(c.values >= score)[0]
-    return float(c.frames[hit[0]]) if len(hit) else None
+    below = np.nonzero(c.values < score)[0]
+    return float(c.frames[below[-1] + 1]) if len(below) else float(c.frames[0])
 
 
 def group_runs(run_dirs: Sequence[str], groups: Sequence[str], metric: str | None) -> dict[str, list[Path]]:
