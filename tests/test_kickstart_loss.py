@@ -144,3 +144,44 @@ def test_schedule_golden_values(schedule, kwargs, golden):
     cfg = KickstartConfig(schedule=schedule, **kwargs)
     for frames, value in golden.items():
         assert schedule_value(cfg, frames) == pytest.approx(value, abs=1e-12), (schedule, frames)
+
+
+def test_disjoint_teachers_share_one_pass_with_identical_results():
+    """Task experts (disjoint tasks) are merged into one target; the result equals one term per teacher."""
+    from types import SimpleNamespace
+
+    from kickstart.config import KickstartConfig, TeacherConfig
+    from kickstart.distributions import make_dist
+    from kickstart.kickstarting.hooks import field_name
+    from kickstart.kickstarting.term import KickstartTerm
+
+    torch.manual_seed(0)
+    T, B, L = 4, 6, 5
+    cfg = KickstartConfig(teachers={"a": TeacherConfig(path="a.pt", tasks=["x"], rho=1.0),
+                                    "b": TeacherConfig(path="b.pt", tasks=["y"], rho=0.5)}, lambda_0=2.0)
+    task = torch.tensor([0, 1, 2, 0, 1, 2]).expand(T + 1, B)      # task 2 has no teacher
+    batch = {"task": task}
+    for name in ("a", "b"):
+        logits = torch.randn(T + 1, B, L)
+        logits[1, 0] = float("nan")                                # the actor skipped a step
+        logits[..., 4] = float("-inf")                             # an action the teacher lacks
+        batch[field_name(name)] = logits
+    student = torch.randn(T + 1, B, L, requires_grad=True)
+    ctx = SimpleNamespace(batch=batch, out=SimpleNamespace(policy_logits=student), dist=make_dist((L,), False),
+                          hparams={"kickstart/alpha": 1.0, "kickstart/rho/a": 1.0, "kickstart/rho/b": 0.5},
+                          reduction="sum", frames=0)
+    merged = KickstartTerm(cfg, {"a": [0], "b": [1]}, 3)
+    assert merged.disjoint
+    loss_m, met_m = merged(ctx)
+    grad_m, = torch.autograd.grad(loss_m, student)
+    separate = KickstartTerm(cfg, {"a": [0], "b": [1]}, 3)
+    separate.disjoint = False
+    loss_s, met_s = separate(ctx)
+    grad_s, = torch.autograd.grad(loss_s, student)
+    torch.testing.assert_close(loss_m, loss_s)
+    torch.testing.assert_close(grad_m, grad_s)
+    assert met_m.keys() == met_s.keys()
+    for k in met_m:
+        assert met_m[k] == pytest.approx(met_s[k], rel=1e-5, abs=1e-6), k
+    assert met_m["kickstart/b/lambda"] == 1.0 and 0 < met_m["kickstart/a/coverage"] < 1 / 3
+    assert not KickstartTerm(cfg, {"a": [0, 1], "b": [1]}, 3).disjoint

@@ -17,7 +17,7 @@ from kickstart.config import KickstartConfig
 from kickstart.kickstarting.hooks import field_name, lambda_name
 from kickstart.kickstarting.schedules import schedule_value
 from kickstart.learner import LossContext
-from kickstart.losses.kickstart import distillation_loss, distillation_stats
+from kickstart.losses.kickstart import distillation_loss, masked_means, per_step_stats
 
 ALPHA = "kickstart/alpha"
 
@@ -48,6 +48,8 @@ class KickstartTerm:
             mask = torch.zeros(num_tasks, dtype=torch.bool)
             mask[list(covered_tasks[t])] = True
             self.covers[t] = mask
+        # No task covered by two teachers: the terms can share one pass (see __call__).
+        self.disjoint = int(sum(m.long() for m in self.covers.values()).max()) <= 1 if self.covers else True
 
     def weights(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
         """Each teacher's current lambda_i = schedule(frames) * alpha * rho_i."""
@@ -60,22 +62,45 @@ class KickstartTerm:
     def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
         student = ctx.out.policy_logits[:-1]            # entries 0..T-1, as the IMPALA terms
         task = ctx.batch["task"][:-1]
-        total = student.new_zeros(())
         metrics: dict[str, float] = {}
+        masks: dict[str, torch.Tensor] = {}
+        active = []
         for t, lam in self.weights(ctx.hparams, ctx.frames).items():
             metrics[f"kickstart/{t}/lambda"] = lam
             if lam == 0.0:
                 continue                                # no cost: nothing computed
             teacher = ctx.batch[field_name(t)][:-1]
             # NaN logits: the actor did not run the teacher there (see kickstarting/hooks.py).
-            mask = self.covers[t].to(task.device)[task] & ~torch.isnan(teacher[..., 0])
-            total = total + distillation_loss(teacher, student, ctx.dist, lam * mask.float(),
-                                              reduction=ctx.reduction)
-            stats = distillation_stats(teacher, student, ctx.dist, mask)
-            if stats.count:
-                metrics[f"kickstart/{t}/cross_entropy"] = stats.cross_entropy
-                metrics[f"kickstart/{t}/kl"] = stats.kl
-                metrics[f"kickstart/{t}/agreement"] = stats.agreement
-            metrics[f"kickstart/{t}/coverage"] = stats.count / mask.numel()
+            masks[t] = self.covers[t].to(task.device)[task] & ~torch.isnan(teacher[..., 0])
+            active.append((t, lam, teacher))
+        if not active:
+            metrics["loss/kickstart"] = 0.0
+            return student.new_zeros(()), metrics
+        if self.disjoint:
+            # Teachers of disjoint tasks (task experts): one target and one weight per step, so one
+            # pass over the batch whatever the number of teachers.
+            target = torch.zeros_like(student)
+            weight = torch.zeros_like(task, dtype=student.dtype)
+            for t, lam, teacher in active:
+                target = torch.where(masks[t].unsqueeze(-1), teacher, target)
+                weight = weight.masked_fill(masks[t], lam)
+            total = distillation_loss(target, student, ctx.dist, weight, reduction=ctx.reduction)
+            per_step = per_step_stats(target, student, ctx.dist, weight > 0)
+            stats = {t: masked_means(per_step, masks[t]) for t, _, _ in active}
+        else:
+            total = student.new_zeros(())
+            stats = {}
+            for t, lam, teacher in active:
+                total = total + distillation_loss(teacher, student, ctx.dist, lam * masks[t].float(),
+                                                  reduction=ctx.reduction)
+                stats[t] = masked_means(per_step_stats(teacher, student, ctx.dist, masks[t]), masks[t])
+        values = torch.stack([torch.stack(v) for v in stats.values()]).tolist()   # one device sync
+        for (t, _, _), (ce, kl, agree, count) in zip(active, values):
+            if count:
+                metrics[f"kickstart/{t}/cross_entropy"] = ce
+                metrics[f"kickstart/{t}/kl"] = kl
+                metrics[f"kickstart/{t}/agreement"] = agree
+            metrics[f"kickstart/{t}/coverage"] = count / masks[t].numel()
         metrics["loss/kickstart"] = float(total.detach())
         return total, metrics
+

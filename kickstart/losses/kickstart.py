@@ -24,7 +24,7 @@ from torch import Tensor
 from kickstart.distributions import ActionDist
 from kickstart.losses.impala import reduce
 
-__all__ = ["DistillationStats", "distillation_loss", "distillation_stats"]
+__all__ = ["DistillationStats", "distillation_loss", "distillation_stats", "masked_means", "per_step_stats"]
 
 
 def distillation_loss(teacher_logits: Tensor, student_logits: Tensor, dist: ActionDist, weights: Tensor, *,
@@ -72,6 +72,33 @@ class DistillationStats(NamedTuple):
 
 
 @torch.no_grad()
+def per_step_stats(teacher_logits: Tensor, student_logits: Tensor, dist: ActionDist,
+                   mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-step cross-entropy, KL and greedy-action agreement (``[T, B]`` each, 0 off ``mask``).
+
+    Teacher logits off ``mask`` may hold anything (NaN where the actor did not run the teacher).
+    """
+    mask = mask.bool()
+    safe = torch.where(mask.unsqueeze(-1), teacher_logits, 0.0)
+    student = student_logits.detach()
+    ce = dist.cross_entropy(safe, student)
+    kl = dist.kl(safe, student)
+    same = dist.greedy(safe) == dist.greedy(student)
+    if same.dim() > mask.dim():  # MultiDiscrete: every factor
+        same = same.all(-1)
+    zero = torch.zeros_like(ce)
+    return torch.where(mask, ce, zero), torch.where(mask, kl, zero), (same & mask).to(ce.dtype)
+
+
+@torch.no_grad()
+def masked_means(per_step: tuple[Tensor, ...], mask: Tensor) -> list[Tensor]:
+    """Means of each per-step statistic over ``mask`` (0 when it is empty), then the count; tensors,
+    so that many teachers' statistics reach the host in one transfer."""
+    m = mask.to(per_step[0].dtype)
+    n = m.sum()
+    return [(x * m).sum() / n.clamp(min=1) for x in per_step] + [n]
+
+
 def distillation_stats(teacher_logits: Tensor, student_logits: Tensor, dist: ActionDist,
                        mask: Tensor) -> DistillationStats:
     """Cross-entropy, KL and greedy-action agreement of teacher and student where ``mask`` is set.
@@ -85,14 +112,5 @@ def distillation_stats(teacher_logits: Tensor, student_logits: Tensor, dist: Act
     Returns:
       :class:`DistillationStats`.
     """
-    mask = mask.bool()
-    n = int(mask.sum())
-    if n == 0:
-        return DistillationStats(0.0, 0.0, 0.0, 0)
-    teacher, student = teacher_logits[mask], student_logits[mask].detach()  # [n, L]
-    ce = dist.cross_entropy(teacher, student).mean()
-    kl = dist.kl(teacher, student).mean()
-    same = dist.greedy(teacher) == dist.greedy(student)
-    if same.dim() > 1:  # MultiDiscrete: [n, D]
-        same = same.all(-1)
-    return DistillationStats(float(ce), float(kl), float(same.float().mean()), n)
+    ce, kl, agree, n = (float(x) for x in masked_means(per_step_stats(teacher_logits, student_logits, dist, mask), mask))
+    return DistillationStats(ce, kl, agree, int(n))
