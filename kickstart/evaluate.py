@@ -29,22 +29,32 @@ class TaskEval:
         return float(np.std(self.returns))
 
 
-def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int = 12345,
-             greedy: bool = False, max_steps: int | None = None) -> list[TaskEval]:
-    """Run ``episodes`` episodes per task, one env per task, each episode to its end.
+def episode_quotas(episodes: int, envs_per_task: int) -> list[int]:
+    """How many episodes each of a task's envs plays: ``episodes`` split as evenly as possible."""
+    q, r = divmod(episodes, envs_per_task)
+    return [q + (1 if i < r else 0) for i in range(envs_per_task)]
 
-    Each env plays its episodes one after another, so short episodes are not over-represented.
-    ``max_steps`` bounds the agent steps per task as a safety net (None: unbounded).
+
+def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int = 12345,
+             greedy: bool = False, max_steps: int | None = None, envs_per_task: int = 8) -> list[TaskEval]:
+    """Run ``episodes`` episodes per task, each to its end, on up to ``envs_per_task`` envs per task.
+
+    Each env plays a fixed number of episodes one after another (its quota), decided before any
+    episode is played: short episodes are not over-represented, as they would be by taking the first
+    ``episodes`` to finish. Inference is batched over all envs. ``max_steps`` bounds the agent steps
+    as a safety net (None: unbounded).
     """
     from kickstart.envs import make_batched_env, resolve_tasks, suites
 
     tasks = resolve_tasks(env_cfg.id)
-    env = make_batched_env(env_cfg, list(range(len(tasks))), seed)
+    k = max(1, min(envs_per_task, episodes))
+    quota = episode_quotas(episodes, k) * len(tasks)              # env i runs task i // k
+    env = make_batched_env(env_cfg, [t for t in range(len(tasks)) for _ in range(k)], seed)
     spec = env.spec
     dist = make_dist(spec.action_nvec, spec.multi_discrete)
     gen = torch.Generator().manual_seed(seed)
     n = env.num_envs
-    returns: list[list[float]] = [[] for _ in tasks]
+    per_env: list[list[float]] = [[] for _ in range(n)]
     obs = torch.from_numpy(env.reset())
     first = torch.ones(n, dtype=torch.bool)
     reward = torch.zeros(n)
@@ -53,7 +63,7 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
     steps = 0
     net.eval()
     try:
-        while min(len(r) for r in returns) < episodes:
+        while any(len(per_env[i]) < quota[i] for i in range(n)):
             with torch.no_grad():
                 o, la, r, f = net_inputs(obs[None], last_action[None], reward[None], first[None])
                 out, state = net(o, la, r, f, state)
@@ -61,8 +71,8 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
             action = dist.greedy(logits) if greedy else dist.sample(logits, gen)
             o_np, rew, done, eps = env.step(action.numpy())
             for ep in eps:
-                if len(returns[ep.task_id]) < episodes:
-                    returns[ep.task_id].append(float(ep.ret))
+                if len(per_env[ep.env_index]) < quota[ep.env_index]:
+                    per_env[ep.env_index].append(float(ep.ret))
             obs = torch.from_numpy(o_np)
             first = torch.from_numpy(np.asarray(done, dtype=bool))
             reward = torch.from_numpy(np.asarray(rew, dtype=np.float32))
@@ -74,7 +84,8 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
     finally:
         env.close()
     out = []
-    for name, rets in zip(tasks, returns):
+    for t, name in enumerate(tasks):
+        rets = [r for i in range(t * k, (t + 1) * k) for r in per_env[i]]
         score = None
         if rets and suites.has_normalisation(name):
             score = suites.capped_score(name, float(np.mean(rets)))

@@ -36,6 +36,8 @@ class Episode:
     """Agent steps."""
     frames: int
     """Environment frames: ``length * spec.frames_per_step`` (the papers' frame count)."""
+    env_index: int = -1
+    """Which of the batched envs played it."""
 
 
 def env_seeds(seed: int, num_envs: int) -> list[int]:
@@ -69,7 +71,7 @@ class EpisodeTracker:
         """Close env ``i``'s episode and start counting its next one."""
         length = int(self.length[i])
         ep = Episode(task_id=int(self._task_ids[i]), ret=float(self.ret[i]), length=length,
-                     frames=length * self._fps)
+                     frames=length * self._fps, env_index=i)
         self.ret[i] = 0.0
         self.length[i] = 0
         return ep
