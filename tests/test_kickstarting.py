@@ -3,6 +3,7 @@
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,27 +57,56 @@ def reference_logits(bound, obs, first, last_action, last_reward, cols):
 
 # -- the actor hook ------------------------------------------------------------------------------
 
-def test_recurrent_teacher_stepped_with_resets_equals_one_forward_over_the_stream():
+def random_stream(S, N, seed=0, num_actions=6):
+    """``S`` entries of ``N`` envs' inputs as an actor stores them (episode starts at random)."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randint(0, 2, (S, N, 10, 10, 10), generator=g, dtype=torch.uint8)
+    first = torch.rand(S, N, generator=g) < 0.15
+    first[0] = True
+    last_action = torch.randint(0, num_actions, (S, N), generator=g).masked_fill(first, 0)
+    reward = torch.randn(S, N, generator=g)
+    return obs, first, last_action, reward
+
+
+def finish_over_unrolls(hook, task, obs, first, last_action, reward, T, lambdas=None):
+    """Drive ``hook.finish`` as ``Actor.collect`` does over the stream ``[S, N]`` cut into unrolls of
+    ``T`` (``S = U * T + 1``): unroll u holds entries ``u*T .. u*T+T``, its entry 0 being the previous
+    unroll's entry T, copied with the hook's field. ``lambdas[u]``: the weight published before
+    unroll u. Returns the field along the stream, ``[S, N, L]``."""
+    S, N = first.shape
+    U = (S - 1) // T
+    assert U * T + 1 == S
+    hook.reset(N)
+    key, L = hook.key, hook.teacher.num_logits
+    out, last = [], None
+    for u in range(U):
+        sl = slice(u * T, u * T + T + 1)
+        buf = {"obs": obs[sl].clone(), "first": first[sl].clone(), "last_action": last_action[sl].clone(),
+               "reward": reward[sl].clone(), "task": task.expand(T + 1, N).clone(), key: torch.zeros(T + 1, N, L)}
+        if last is not None:
+            buf[key][0] = last
+        if lambdas is not None:
+            hook.set_hparams({hook.lambda_key: lambdas[u]})
+        hook.finish(buf, 0 if u == 0 else 1)
+        if last is not None:
+            assert torch.equal(buf[key][0].nan_to_num(), last.nan_to_num())    # entry 0 left as it was
+        last = buf[key][T].clone()
+        out.append(buf[key] if u == 0 else buf[key][1:])
+    return torch.cat(out)
+
+
+def test_recurrent_teacher_over_unrolls_with_resets_equals_one_forward_over_the_stream():
     # A teacher with fewer actions, in another order, on 4 of the student's 10 channels; it covers
     # tasks a and c (columns 0, 2, 3 of tasks [a, b, c, a, b]).
     bound = bind(lstm_teacher(("FIRE", "LEFT", "NOOP", "RIGHT")), spec_of())
     hook = TeacherHook("rec", bound, tasks=[0, 2])
-    S, N = 30, 5
-    g = torch.Generator().manual_seed(0)
+    T, U, N = 6, 5, 5
     task = torch.tensor([0, 1, 2, 0, 1])
-    obs = torch.randint(0, 2, (S, N, 10, 10, 10), generator=g, dtype=torch.uint8)
-    first = torch.rand(S, N, generator=g) < 0.15
-    first[0] = True
-    first[[7, 19], 2] = True            # column 2 starts episodes mid-stream for sure
-    last_action = torch.randint(0, 6, (S, N), generator=g).masked_fill(first, 0)
-    reward = torch.randn(S, N, generator=g)
-    hook.reset(N)
-    hook.set_hparams({"kickstart/lambda/rec": 0.5})
-    got = []
-    for t in range(S):
-        o, la, r, f = net_inputs(obs[t], last_action[t], reward[t], first[t])
-        got.append(hook(o, f, task, la, r)["teacher_logits/rec"])
-    got = torch.stack(got)
+    obs, first, last_action, reward = random_stream(U * T + 1, N)
+    first[[7, 19], 2] = True            # column 2 starts episodes mid-stream (and mid-unroll) for sure
+    first[12, 3] = True                 # column 3 at an unroll boundary (entry T of one, 0 of the next)
+    last_action.masked_fill_(first, 0)
+    got = finish_over_unrolls(hook, task, obs, first, last_action, reward, T, lambdas=[0.5] * U)
     cols = [0, 2, 3]
     expected = reference_logits(bound, obs, first, last_action, reward, cols)
     assert torch.allclose(got[:, cols], expected, atol=1e-5)
@@ -86,6 +116,75 @@ def test_recurrent_teacher_stepped_with_resets_equals_one_forward_over_the_strea
     no_reset = reference_logits(bound, obs, torch.zeros_like(first).index_fill_(0, torch.tensor([0]), True),
                                 last_action, reward, cols)
     assert not torch.allclose(no_reset, expected, atol=1e-3)
+
+
+def stepwise_reference(bound, covered, task, obs, first, last_action, reward, T, lambdas):
+    """What the per-step hook computed: every env on its own, one entry at a time (``T = 1``
+    network calls from the state it carries), NaN where it skipped (uncovered task, lambda 0) and,
+    for a recurrent teacher that skipped, until the env's next episode start."""
+    S, N = first.shape
+    out = torch.full((S, N, bound.num_logits), math.nan)
+    for c in range(N):
+        if int(task[c]) not in covered:
+            continue
+        state, synced = bound.initial_state(1), True
+        for t in range(S):
+            if lambdas[max(0, (t - 1) // T)] == 0.0:         # the unroll that writes entry t
+                synced = not bound.recurrent
+                continue
+            synced |= bool(first[t, c])
+            if not synced:
+                continue
+            o, la, r, f = net_inputs(obs[t, c][None], last_action[t, c][None], reward[t, c][None], first[t, c][None])
+            logits, state = bound(o, f, la, r, state)
+            out[t, c] = logits[0]
+    return out
+
+
+@pytest.mark.parametrize("max_rows", [512, 7])
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_the_per_unroll_hook_gives_the_per_step_logits(recurrent, max_rows):
+    """``finish`` (one teacher call per unroll over the covered columns, or 3 calls of at most 7 of
+    its 20-24 rows) against a step-by-step run of the teacher per env, with a teacher that skips two
+    unrolls (lambda 0)."""
+    meanings = ("FIRE", "LEFT", "NOOP", "RIGHT")
+    if recurrent:
+        teacher = lstm_teacher(meanings, seed=1)
+    else:
+        w = torch.randn(400, 4, generator=torch.Generator().manual_seed(1))
+        teacher = FunctionTeacher("ff", lambda o: o.flatten(1) @ w, action_meanings=meanings, obs_shape=(4, 10, 10))
+    bound = bind(teacher, spec_of())
+    covered = [0, 2]
+    hook = TeacherHook("t", bound, tasks=covered)
+    hook.max_rows = max_rows
+    T, U, N = 5, 8, 6
+    task = torch.tensor([0, 1, 2, 0, 2, 1])
+    obs, first, last_action, reward = random_stream(U * T + 1, N, seed=2)
+    lambdas = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    got = finish_over_unrolls(hook, task, obs, first, last_action, reward, T, lambdas)
+    expected = stepwise_reference(bound, covered, task, obs, first, last_action, reward, T, lambdas)
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.allclose(got.nan_to_num(), expected.nan_to_num(), atol=1e-5)
+    ran = ~got[:, [0, 2, 3, 4]].isnan().any(-1)            # the test covers both outcomes of the skip rule
+    assert ran[T + 1:2 * T + 1].all() and not ran[2 * T + 1:3 * T + 1].any()
+    if recurrent:   # after the skipped unroll: silent in each env until its next episode start
+        assert 0 < ran[3 * T + 1:4 * T + 1].sum() < ran[3 * T + 1:4 * T + 1].numel()
+    else:
+        assert ran[3 * T + 1:4 * T + 1].all()
+
+
+def test_stepping_the_hook_entry_by_entry_gives_the_logits_of_finish():
+    bound = bind(lstm_teacher(), spec_of())
+    T, U, N = 4, 3, 3
+    task = torch.tensor([0, 1, 0])
+    obs, first, last_action, reward = random_stream(U * T + 1, N, seed=3)
+    per_unroll = finish_over_unrolls(TeacherHook("s", bound, tasks=[0]), task, obs, first, last_action, reward, T)
+    hook = TeacherHook("s", bound, tasks=[0])
+    hook.reset(N)
+    steps = torch.stack([hook(obs[t], first[t], task, last_action[t], reward[t])["teacher_logits/s"]
+                         for t in range(U * T + 1)])
+    assert torch.equal(steps.isnan(), per_unroll.isnan())
+    assert torch.allclose(steps.nan_to_num(), per_unroll.nan_to_num(), atol=1e-5)
 
 
 def test_teacher_logits_in_real_unrolls_equal_one_pass_over_the_stream():
@@ -128,39 +227,99 @@ class CountingTeacher:
         return torch.zeros(obs.shape[0], 6)
 
 
-def test_a_teacher_whose_lambda_is_zero_is_not_run():
+def test_a_teacher_runs_once_per_unroll_and_not_at_all_when_its_lambda_is_zero():
     fn = CountingTeacher()
-    hook = TeacherHook("t", bind(FunctionTeacher("t", fn), spec_of()), tasks=[0, 1, 2])
+    hook = TeacherHook("t", bind(FunctionTeacher("t", fn), spec_of()), tasks=[0, 2])
     probe_calls = fn.calls
-    hook.reset(4)
-    args = (torch.zeros(4, 10, 10, 10), torch.zeros(4, dtype=torch.bool), torch.zeros(4, dtype=torch.long),
-            torch.zeros(4, dtype=torch.long), torch.zeros(4))
+    T, N = 5, 4
+    task = torch.tensor([0, 1, 2, 1])
+    obs, first, last_action, reward = random_stream(2 * T + 1, N)
     hook.set_hparams({"kickstart/lambda/t": 0.0, "learning_rate": 1e-3})
-    out = hook(*args)["teacher_logits/t"]
+    out = finish_over_unrolls(hook, task, obs[:T + 1], first[:T + 1], last_action[:T + 1], reward[:T + 1], T)
     assert fn.calls == probe_calls and torch.isnan(out).all()
     hook.set_hparams({"kickstart/lambda/t": 0.25})
-    out = hook(*args)["teacher_logits/t"]
-    assert fn.calls == probe_calls + 1 and torch.isfinite(out).all()
+    out = finish_over_unrolls(hook, task, obs, first, last_action, reward, T)
+    assert fn.calls == probe_calls + 2                                     # two unrolls, one call each
+    assert torch.isfinite(out[:, [0, 2]]).all() and torch.isnan(out[:, [1, 3]]).all()
+
+
+class FakeEnv:
+    """A batched env whose episodes all last 4 steps (enough for an Actor; a teacher ignores the obs)."""
+
+    def __init__(self, spec, task_ids):
+        self.spec, self.task_ids, self.num_envs, self.t = spec, list(task_ids), len(task_ids), 0
+
+    def reset(self):
+        return np.zeros((self.num_envs,) + self.spec.obs_shape, np.uint8)
+
+    def step(self, action):
+        self.t += 1
+        done = np.full(self.num_envs, self.t % 4 == 0)
+        return self.reset(), np.zeros(self.num_envs, np.float32), done, []
+
+    def close(self):
+        pass
+
+
+def test_the_actor_calls_finish_hooks_once_per_unroll_and_other_hooks_per_entry():
+    spec = spec_of(tasks=("a",))
+    calls = []
+
+    class StepHook:
+        fields = {"step/x": Field((), torch.float32)}
+
+        def reset(self, n):
+            calls.append(("reset", n))
+
+        def set_hparams(self, hp):
+            pass
+
+        def __call__(self, obs, first, task, last_action, last_reward):
+            calls.append("step")
+            return {"step/x": first.float() + 1}
+
+    class UnrollHook(StepHook):
+        fields = {"unroll/x": Field((), torch.float32)}
+
+        def __call__(self, *a):
+            raise AssertionError("a hook with finish is not called per entry")
+
+        def finish(self, buf, start):
+            calls.append(("finish", start))
+            buf["unroll/x"][start:] = buf["first"][start:].float() + 2
+
+    T, N = 3, 2
+    student = build_net(NetConfig(torso="minatar", hidden_size=8), spec)
+    actor = Actor(FakeEnv(spec, [0] * N), student, T, seed=0, hooks=[StepHook(), UnrollHook()])
+    fields = unroll_fields(spec, 6, (), {**StepHook.fields, **UnrollHook.fields})
+    bufs = [allocate(fields, T, N) for _ in range(2)]
+    for buf in bufs:
+        actor.collect(buf)
+    per_entry = ["step"] * T
+    assert calls == [("reset", N), ("reset", N), "step"] + per_entry + [("finish", 0)] + per_entry + [("finish", 1)]
+    for buf in bufs:
+        assert torch.equal(buf["step/x"], buf["first"].float() + 1)
+        assert torch.equal(buf["unroll/x"], buf["first"].float() + 2)
 
 
 def test_a_recurrent_teacher_that_skipped_steps_waits_for_each_episode_start():
     bound = bind(lstm_teacher(), spec_of())
     hook = TeacherHook("rec", bound, tasks=[0, 1, 2])
+    T, N = 3, 3
     task = torch.tensor([0, 1, 2])
-    obs = torch.zeros(3, 10, 10, 10, dtype=torch.uint8)
-    zeros = torch.zeros(3, dtype=torch.long)
-
-    def step(first, lam):
-        hook.set_hparams({"kickstart/lambda/rec": lam})
-        return hook(obs, torch.tensor(first), task, zeros, torch.zeros(3))["teacher_logits/rec"]
-
-    hook.reset(3)
-    assert torch.isfinite(step([True] * 3, 1.0)).all()
-    assert torch.isnan(step([False] * 3, 0.0)).all()          # skipped: the state misses this step
-    out = step([False, True, False], 1.0)                     # only column 1 starts a new episode
-    assert torch.isnan(out[[0, 2]]).all() and torch.isfinite(out[1]).all()
-    out = step([True, False, False], 1.0)
-    assert torch.isfinite(out[[0, 1]]).all() and torch.isnan(out[2]).all()
+    obs = torch.zeros(4 * T + 1, N, 10, 10, 10, dtype=torch.uint8)
+    first = torch.zeros(4 * T + 1, N, dtype=torch.bool)
+    first[0] = True
+    first[2 * T + 2, 1] = True          # unroll 2 (entries 7..9): only column 1 starts a new episode
+    first[3 * T + 1, 0] = True          # unroll 3 (entries 10..12): column 0 at its first new entry
+    zeros = torch.zeros(4 * T + 1, N, dtype=torch.long)
+    out = finish_over_unrolls(hook, task, obs, first, zeros, torch.zeros(4 * T + 1, N), T, [1.0, 0.0, 1.0, 1.0])
+    assert torch.isfinite(out[:T + 1]).all()
+    assert torch.isnan(out[T + 1:2 * T + 1]).all()           # skipped: the state misses these steps
+    u2 = out[2 * T + 1:3 * T + 1]       # entries 7..9
+    assert torch.isnan(u2[:, [0, 2]]).all() and torch.isnan(u2[0, 1]).all() and torch.isfinite(u2[1:, 1]).all()
+    u3 = out[3 * T + 1:]
+    assert torch.isfinite(u3[:, [0, 1]]).all() and torch.isnan(u3[:, 2]).all()
 
 
 # -- the loss term -------------------------------------------------------------------------------

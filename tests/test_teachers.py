@@ -302,3 +302,22 @@ def test_logits_are_normalised_log_probs():
     out, _ = bound(torch.zeros(1, 10, 10, 10), torch.ones(1, dtype=torch.bool), torch.zeros(1, dtype=torch.long),
                    torch.zeros(1), ())
     assert out.exp().sum().item() == pytest.approx(1.0) and not math.isnan(out.sum().item())
+
+
+def test_an_unroll_is_one_teacher_call_with_the_logits_of_its_steps():
+    seen = []
+    w = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
+
+    def fn(obs):
+        seen.append(obs.shape[0])
+        return obs.flatten(1) @ w
+
+    bound = bind(FunctionTeacher("u", fn, action_meanings=BREAKOUT_MINIMAL, obs_shape=(4, 10, 10)), spec_of(ALE_FULL))
+    T, n = 5, 3
+    obs = torch.randint(0, 2, (T, n, 10, 10, 10), dtype=torch.uint8)
+    first, la, r = torch.zeros(T, n, dtype=torch.bool), torch.zeros(T, n, dtype=torch.long), torch.zeros(T, n)
+    seen.clear()
+    out, _ = bound.unroll(obs, first, la, r, ())
+    assert seen == [T * n] and out.shape == (T, n, 18)
+    steps = torch.stack([bound(obs[t], first[t], la[t], r[t], ())[0] for t in range(T)])
+    assert torch.allclose(out, steps) and torch.isinf(out).sum().item() == T * n * 14

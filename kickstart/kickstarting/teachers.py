@@ -18,6 +18,10 @@ A teacher comes from one of three sources (``TeacherConfig.kind``):
 TorchScript and callable teachers receive the observations as stored in the unroll, converted to
 float32 and *not* scaled (Atari pixels are 0..255, MinAtar channels 0/1), and are feed-forward.
 
+The actor runs a teacher once per unroll over ``[T, n]`` (:meth:`Teacher.unroll`): a network as
+the learner runs it (one call; an LSTM resets at ``first`` inside it), a TorchScript or callable
+teacher over the ``T * n`` observations as one batch (``B = T * n`` in its signature).
+
 Teachers are frozen: parameters have ``requires_grad=False``, modules are in ``eval()`` mode, they
 run under ``torch.no_grad()`` and belong to no optimizer (they live in the actors only).
 
@@ -116,6 +120,19 @@ class Teacher:
         new state (the state is reset where ``first`` is set)."""
         raise NotImplementedError
 
+    def unroll(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
+               state: State) -> tuple[Tensor, State]:
+        """``T`` steps of ``n`` envs in one call: the inputs of :meth:`__call__` with a leading time
+        axis (``obs [T, n, *obs_shape]``, ...). Returns logits ``[T, n, num_logits]`` and the state
+        after step ``T-1``. This default, for feed-forward teachers, runs the ``T * n`` rows as one
+        batch; recurrent teachers override it."""
+        if self.recurrent:
+            raise NotImplementedError(f"{type(self).__name__} is recurrent and must implement unroll")
+        T, n = first.shape[:2]
+        logits, state = self(obs.flatten(0, 1), first.flatten(0, 1), last_action.flatten(0, 1),
+                             last_reward.flatten(0, 1), state)
+        return logits.reshape(T, n, -1), state
+
 
 def _freeze(module: torch.nn.Module) -> None:
     for p in module.parameters():
@@ -143,9 +160,14 @@ class NetTeacher(Teacher):
         return tuple(self.net.initial_state(batch_size))
 
     def __call__(self, obs, first, last_action, last_reward, state):
+        logits, state = self.unroll(obs[None], first[None], last_action[None], last_reward[None], state)
+        return logits[0], state
+
+    def unroll(self, obs, first, last_action, last_reward, state):
+        """The network over ``[T, n]`` as the learner runs it (the LSTM core resets at ``first``)."""
         with torch.no_grad():
-            out, state = self.net(obs[None], last_action[None], last_reward[None], first[None], state)
-        return out.policy_logits[0], state
+            out, state = self.net(obs, last_action, last_reward, first, state)
+        return out.policy_logits, state
 
 
 class FunctionTeacher(Teacher):
@@ -377,7 +399,7 @@ class BoundTeacher:
         return self.teacher.initial_state(batch_size)
 
     def to_student(self, logits: Tensor) -> Tensor:
-        """Teacher logits ``[n, A_T]`` -> ``[n, L_student]``: log-probs scattered by the action
+        """Teacher logits ``[..., A_T]`` -> ``[..., L_student]``: log-probs scattered by the action
         mapping, ``-inf`` for student actions the teacher lacks (MultiDiscrete: as they are)."""
         logits = logits.float()
         if self.multi_discrete:
@@ -385,17 +407,24 @@ class BoundTeacher:
         log_p = F.log_softmax(logits, dim=-1)
         if self.index is None:
             return log_p
-        out = log_p.new_full((log_p.shape[0], self.num_logits), -math.inf)
-        return out.scatter_(1, self.index.expand(log_p.shape[0], -1), log_p)
+        out = log_p.new_full(log_p.shape[:-1] + (self.num_logits,), -math.inf)
+        return out.scatter_(-1, self.index.expand(log_p.shape), log_p)
 
     def __call__(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
                  state: State) -> tuple[Tensor, State]:
         """One step for ``n`` student envs (student observations and last actions)."""
+        logits, state = self.unroll(obs[None], first[None], last_action[None], last_reward[None], state)
+        return logits[0], state
+
+    def unroll(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
+               state: State) -> tuple[Tensor, State]:
+        """``T`` steps of ``n`` student envs in one teacher call: ``obs [T, n, *obs]``, ``first``,
+        ``last_action``, ``last_reward`` ``[T, n]``; logits ``[T, n, L_student]``."""
         if self.channels is not None:
-            obs = obs[:, :self.channels]
+            obs = obs[:, :, :self.channels]
         if self.inverse is not None and self.recurrent:
             last_action = self.inverse[last_action]
-        logits, state = self.teacher(obs, first, last_action, last_reward, state)
+        logits, state = self.teacher.unroll(obs, first, last_action, last_reward, state)
         return self.to_student(logits), state
 
 

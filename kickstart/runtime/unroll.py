@@ -27,6 +27,13 @@ episode iff ``first[t+1]``, and its reward is ``reward[t+1]``.
 Unlike TorchBeast (which stores the state *after* processing x_0), ``core_state`` is the state
 *before* x_0, so that the learner, running the same network over entries ``0..T`` from that state,
 reproduces the actor's logits exactly when its parameters are the actor's (tested).
+
+Actor hooks (:class:`ActorHook`) write the extra fields. A hook with a ``finish`` method is called
+once per unroll, after the actor has filled it, with ``start``: entries ``start..T`` are new (``start``
+is 0 in an actor's first unroll, else 1, entry 0 being the previous entry T, copied with the hooks'
+fields). Running a network once over ``[T, N]`` costs far less than ``T`` calls over ``[N]``, so this
+is what hooks that only read the stream (teachers) use. A hook without ``finish`` is called per
+entry (``__call__``), right after the behaviour policy acted there, for outputs needed within the step.
 """
 
 from __future__ import annotations
@@ -53,20 +60,31 @@ class Field:
 class ActorHook(Protocol):
     """Computes extra per-step fields in the actor (e.g. a teacher's logits along the stream).
 
-    The runtime stores what a hook returns without knowing what it is; the method that installed
-    the hook reads it back in its loss term.
+    The runtime stores what a hook writes without knowing what it is; the method that installed
+    the hook reads it back in its loss term. A hook implements one of two ways to write its fields
+    (see the module docstring): ``finish(buf, start)``, once per unroll (preferred: one batched
+    pass over the unroll), or ``__call__`` per entry. The actor calls ``finish`` when the hook has
+    one and then never calls ``__call__``.
     """
 
     fields: dict[str, Field]
 
-    def reset(self, num_envs: int) -> None: ...
+    def reset(self, num_envs: int) -> None:
+        """The actor (re)starts its ``num_envs`` envs: the next entry starts every episode."""
 
     def set_hparams(self, hparams: dict[str, float]) -> None:
         """The hyperparameters the learner published with its latest parameters (e.g. a teacher's
-        current weight, so that a teacher whose weight is 0 can skip its forward pass)."""
+        current weight, so that a teacher whose weight is 0 can skip its forward pass). The actor
+        passes them on between unrolls."""
 
     def __call__(self, obs: torch.Tensor, first: torch.Tensor, task: torch.Tensor,
-                 last_action: torch.Tensor, last_reward: torch.Tensor) -> dict[str, torch.Tensor]: ...
+                 last_action: torch.Tensor, last_reward: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per entry (hooks without ``finish``): the network inputs of entry t (``[N, ...]``, the
+        last reward zeroed where ``first``); returns each field's ``[N, ...]`` value there."""
+
+    # Optional, and then used instead of __call__ (a Protocol cannot mark a method optional):
+    # def finish(self, buf: dict[str, torch.Tensor], start: int) -> None:
+    #     """Write the hook's fields at entries ``start..T`` of the filled unroll ``buf``."""
 
 
 def unroll_fields(spec: EnvSpec, num_logits: int, core_state: Sequence[torch.Tensor],
@@ -132,6 +150,8 @@ class Actor:
         self.net = net
         self.T = unroll_length
         self.hooks = list(hooks)
+        self._step_hooks = [h for h in self.hooks if not callable(getattr(h, "finish", None))]
+        self._unroll_hooks = [h for h in self.hooks if callable(getattr(h, "finish", None))]
         spec: EnvSpec = env.spec
         self.dist = make_dist(spec.action_nvec, spec.multi_discrete)
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -153,10 +173,11 @@ class Actor:
         return logits, self.dist.sample(logits, self.generator), new_state
 
     def _hooks(self, buf, t):
-        if not self.hooks:
+        """The per-entry hooks (those without ``finish``) at entry ``t``."""
+        if not self._step_hooks:
             return
         o, la, r, f = net_inputs(buf["obs"][t], buf["last_action"][t], buf["reward"][t], buf["first"][t])
-        for hook in self.hooks:
+        for hook in self._step_hooks:
             for name, value in hook(o, f, self.task, la, r).items():
                 buf[name][t].copy_(value)
 
@@ -181,6 +202,7 @@ class Actor:
         for k in ("ep_end", "ep_task", "ep_return", "ep_length"):
             buf[k].zero_()
         buf["task"].copy_(self.task.expand_as(buf["task"]))
+        start = 0 if self._last is None else 1     # the first new entry (see the module docstring)
         if self._last is None:
             self._start(buf)
         else:
@@ -213,6 +235,8 @@ class Actor:
             action = buf["action"][t]
 
         self._state_before_last, self._state = state_before, state
+        for hook in self._unroll_hooks:
+            hook.finish(buf, start)
         self._last = {k: buf[k][self.T].clone() for k, f in buf.items()
                       if buf[k].dim() >= 2 and not k.startswith("core_state.") and not k.startswith("ep_")}
 
