@@ -31,6 +31,7 @@ from kickstart.learner import Learner, LossTerm
 from kickstart.metrics import CSVLogger, EpisodeStats, Logger, MultiLogger, TensorBoardLogger
 from kickstart.runtime.backend import HookFactory
 from kickstart.runtime.local import make_backend
+from kickstart.runtime.proc import setup_process
 from kickstart.runtime.unroll import Field, unroll_fields
 
 CHECKPOINT = "checkpoint.pt"
@@ -124,7 +125,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.console = console
-        torch.set_num_threads(cfg.runtime.learner_threads)
+        setup_process(cfg.runtime.learner_threads)
         torch.manual_seed(cfg.runtime.seed)
         np.random.seed(cfg.runtime.seed % 2**32)
         self.spec = env_spec(cfg.env)

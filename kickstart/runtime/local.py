@@ -72,7 +72,9 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
     # The learner process decides when to stop (and tells us through the pipe).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    torch.set_num_threads(cfg.runtime.torch_threads)
+    from kickstart.runtime.proc import setup_process
+
+    setup_process(cfg.runtime.torch_threads)
     from kickstart.envs import make_batched_env
     from kickstart.nets import build_net
     from kickstart.runtime.unroll import Actor
