@@ -89,7 +89,7 @@ def test_minatar_auto_reset_gives_fresh_episode_and_episode_record():
         length += 1
         assert len(episodes) == done.sum()
         for i, ep in zip(np.flatnonzero(done), episodes):
-            assert ep == Episode(task_id=0, ret=ret[i], length=length[i], frames=length[i])
+            assert ep == Episode(task_id=0, ret=ret[i], length=length[i], frames=length[i], env_index=i)
             # Breakout's first frame: 3 full rows of bricks (channel 3), paddle mid-bottom, ball on row 3.
             assert obs[i, 3].sum() == 30 and obs[i, 3, 1:4].all()
             assert obs[i, 0, 9, 4] == 1 and obs[i, 1, 3].sum() == 1
@@ -257,7 +257,7 @@ def test_gym_max_episode_steps_and_acrobot_actions():
     env = make_batched_env(EnvConfig(id="Acrobot-v1", max_episode_steps=4), [0], seed=0)
     _, _, dones, episodes = run(env, np.zeros((8, 1), np.int64))
     assert dones[:, 0].tolist() == [False, False, False, True] * 2
-    assert episodes[3] == [Episode(task_id=0, ret=-4.0, length=4, frames=4)]
+    assert episodes[3] == [Episode(task_id=0, ret=-4.0, length=4, frames=4, env_index=0)]
 
 
 class _ImageMultiDiscrete(gymnasium.Env):
