@@ -43,7 +43,6 @@ import os
 import pickle
 import shutil
 import signal
-import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from typing import Any, Callable, Protocol, Sequence
 from kickstart.config import Config, save_config
 from kickstart.errors import UserError
 from kickstart.pbt.decisions import is_ready
+from kickstart.runtime.proc import start_shielded
 
 SNAPSHOT = "pbt_snapshot.pt"
 """A member's checkpoint as of its last report: what donors are copied from. Periodic checkpoints
@@ -465,15 +465,7 @@ class ProcessMember:
         self.stop_event = self.ctx.Event()
         p = self.ctx.Process(target=member_main, name=f"kickstart-member-{self.index}", daemon=False,
                              args=(child, self.spec, self.stop_event, os.getpid()))
-        # As for actors: ignored dispositions survive the spawn, so a Ctrl-C reaching the process
-        # group while the child imports torch cannot kill it.
-        swap = threading.current_thread() is threading.main_thread()
-        prev = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if swap else {}
-        try:
-            p.start()
-        finally:
-            for s, h in prev.items():
-                signal.signal(s, h)
+        start_shielded(p)
         child.close()
         self.proc, self.conn, self.pending = p, parent, "init"
 

@@ -17,7 +17,6 @@ import collections
 import multiprocessing.connection as mpc
 import os
 import signal
-import threading
 import time
 from typing import Sequence
 
@@ -27,6 +26,7 @@ import torch.multiprocessing as mp
 from kickstart.config import Config
 from kickstart.errors import UserError
 from kickstart.runtime.backend import HookFactory, actor_seed, assign_tasks, gather
+from kickstart.runtime.proc import start_shielded
 from kickstart.runtime.unroll import Field, allocate
 
 SLOTS_PER_ACTOR = 2
@@ -144,15 +144,7 @@ class LocalBackend:
         tasks = assign_tasks(i, self.cfg.runtime.envs_per_actor, self.num_tasks)
         p = self.ctx.Process(target=_actor_main, name=f"kickstart-actor-{i}", daemon=True,
                              args=(i, self.cfg, self.spec, tasks, seed, self.slots, child, self.store, self.hook_factory))
-        # Ignored dispositions survive the spawn's exec, so a Ctrl-C that reaches the whole process
-        # group while the child still imports torch cannot kill it (the mask would be cleared).
-        swap = threading.current_thread() is threading.main_thread()
-        prev = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if swap else {}
-        try:
-            p.start()
-        finally:
-            for s, h in prev.items():
-                signal.signal(s, h)
+        start_shielded(p)
         child.close()
         self.procs[i], self.conns[i] = p, parent
         for _ in range(SLOTS_PER_ACTOR):

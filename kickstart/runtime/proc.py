@@ -32,3 +32,22 @@ def setup_process(threads: int) -> None:
     """One call at the start of every learner or actor process: torch threads and the allocator."""
     torch.set_num_threads(threads)
     tune_malloc()
+
+
+def start_shielded(process) -> None:
+    """Start a spawned child with SIGINT and SIGTERM ignored until it installs its own handlers.
+
+    Ignored dispositions survive the spawn's exec (a blocked mask would not), so a Ctrl-C that
+    reaches the whole process group while the child still imports torch cannot kill it; the
+    parent decides when its children stop.
+    """
+    import signal
+    import threading
+
+    swap = threading.current_thread() is threading.main_thread()
+    prev = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if swap else {}
+    try:
+        process.start()
+    finally:
+        for s, h in prev.items():
+            signal.signal(s, h)
