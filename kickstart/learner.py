@@ -12,7 +12,7 @@ All terms use the same reduction, so a kickstarting weight lambda means the same
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import torch

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import collections
 import multiprocessing.connection as mpc
-import os
 import signal
 import time
-from typing import Sequence
 
 import torch
 import torch.multiprocessing as mp
