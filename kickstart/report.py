@@ -9,8 +9,9 @@ Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing
   spike does not count); a group reaches a score when every seed does, and reports the mean of the
   seeds' frames;
 * improvement of each group over the baseline group, in % (scores) and x (frames);
-* plots: the metric against frames (mean and min-max over seeds), per-task curves, and the weight
-  of each kickstarting teacher over training.
+* plots: the metric against frames (mean and min-max over seeds), per-task curves, the weight of
+  each kickstarting teacher over training, and for PBT runs the hyperparameters of the best member
+  over training (Kickstarting Fig. 2, bottom).
 
 A PBT run directory (one holding ``members/``) counts as a group of its top-3 members by final
 score, as in the papers' figures.
@@ -233,6 +234,30 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
         p = out / fname
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        written.append(p)
+    # 4. PBT: the hyperparameters of each population's best member over training (Kickstarting Fig. 2
+    # bottom): its lambda factors, learning rate, entropy cost.
+    best = {label: runs[0] for label, runs in groups.items() if runs and runs[0].parent.name == "members"}
+    names = sorted({n for r in best.values() for n in _metrics_of(r) if n.startswith("hparams/")})
+    if names:
+        cols = min(3, len(names))
+        rows = (len(names) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            for label, run in best.items():
+                c = curve(_metrics_of(run), name)
+                if c is not None:
+                    ax.plot(c.frames, c.values, label=f"{label}: best member {run.name}")
+            ax.set_title(name, fontsize=9)
+            ax.set_yscale("log" if name.endswith(("learning_rate", "entropy_cost")) else "linear")
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.tight_layout()
+        p = out / "pbt_hparams.png"
         fig.savefig(p, dpi=90)
         plt.close(fig)
         written.append(p)

@@ -42,3 +42,17 @@ def test_bad_input(tmp_path):
         report([str(tmp_path / "nope")], out=tmp_path / "rep")
     with pytest.raises(UserError, match="is not a group"):
         report([str(_run(tmp_path / "x-s0", 1.0))], baseline="y", out=tmp_path / "rep")
+
+
+def test_a_pbt_run_is_its_top3_members_and_plots_the_best_members_hparams(tmp_path):
+    pbt = tmp_path / "pop"
+    for i, slope in enumerate([1.0, 4.0, 2.0, 3.0]):
+        _run(pbt / "members" / str(i), slope, extra={"hparams/kickstart/alpha": 1.0 / (i + 1),
+                                                      "hparams/learning_rate": 1e-3})
+    scratch = _run(tmp_path / "scratch-s0", 1.0)
+    md, pngs = report([str(pbt), str(scratch)], budgets=[4e6], smooth=1, out=tmp_path / "rep", baseline="scratch")
+    text = md.read_text()
+    # top-3 members by final score: slopes 4, 3, 2 -> mean score at 4M = 4 * 3 = 12
+    assert "| pop | 3 | 12.00 |" in text
+    assert "members/1" in text and "members/0" not in text
+    assert "pbt_hparams.png" in {p.name for p in pngs}
