@@ -24,6 +24,18 @@ def _labels(run_dirs: Sequence[str | Path]) -> list[str]:
     return [str(d) for d in run_dirs]
 
 
+def subplot_grid(names: Sequence[str], height: float = 3.4):
+    """A figure with one axis per name, three to a row; the spare axes of the last row hidden."""
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:len(names)]
+
+
 def _load(run_dirs: Sequence[str | Path]) -> dict[str, dict[str, list[tuple[int, float]]]]:
     for d in run_dirs:  # check every path before the (slow) metrics import
         if not (Path(d) / "metrics.csv").is_file():
@@ -59,10 +71,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
             names = names + ["episode/suite_score"] if group == "scores" else names
         if not names:
             continue
-        cols = min(3, len(names))
-        rows = (len(names) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
+        fig, axes = subplot_grid(names)
+        for ax, name in zip(axes, names):
             for run, m in runs.items():
                 if name in m:
                     xs, ys = zip(*m[name])
@@ -70,10 +80,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("env frames")
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
         if len(runs) > 1:
-            axes.flat[0].legend(fontsize=7)
+            axes[0].legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{group}.png"
         fig.savefig(path, dpi=90)

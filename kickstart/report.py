@@ -28,6 +28,7 @@ import numpy as np
 
 from kickstart.errors import UserError
 from kickstart.metrics import read_metrics
+from kickstart.plot import subplot_grid
 
 SUITE_METRIC = "episode/suite_score"
 
@@ -218,10 +219,8 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
                         if n.startswith(prefix) and (prefix != "kickstart/" or n.endswith("/lambda"))})
         if not names:
             continue
-        cols = min(3, len(names))
-        rows = (len(names) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
+        fig, axes = subplot_grid(names, height=3.3)
+        for ax, name in zip(axes, names):
             for label, runs in groups.items():
                 cs = [c for c in (curve(_metrics_of(r), name, smooth) for r in runs) if c is not None]
                 if cs:
@@ -229,9 +228,7 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
                     ax.plot(grid, np.mean([np.interp(grid, c.frames, c.values) for c in cs], 0), label=label)
             ax.set_title(name, fontsize=9)
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        axes.flat[0].legend(fontsize=7)
+        axes[0].legend(fontsize=7)
         fig.tight_layout()
         p = out / fname
         fig.savefig(p, dpi=90)
@@ -242,10 +239,8 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
     best = {label: runs[0] for label, runs in groups.items() if runs and runs[0].parent.name == "members"}
     names = sorted({n for r in best.values() for n in _metrics_of(r) if n.startswith("hparams/")})
     if names:
-        cols = min(3, len(names))
-        rows = (len(names) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.3 * rows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
+        fig, axes = subplot_grid(names, height=3.3)
+        for ax, name in zip(axes, names):
             for label, run in best.items():
                 c = curve(_metrics_of(run), name)
                 if c is not None:
@@ -253,9 +248,7 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
             ax.set_title(name, fontsize=9)
             ax.set_yscale("log" if name.endswith(("learning_rate", "entropy_cost")) else "linear")
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        axes.flat[0].legend(fontsize=7)
+        axes[0].legend(fontsize=7)
         fig.tight_layout()
         p = out / "pbt_hparams.png"
         fig.savefig(p, dpi=90)

@@ -61,6 +61,14 @@ controller decided on."""
 COMMANDS = ("hparams", "run_until", "save", "restore", "set_hparams", "samples", "close")
 
 
+def _claim(index: int, pending: str | None, command: str) -> str:
+    """Check that member ``index`` is idle and ``command`` exists; the command now pending."""
+    assert pending is None, f"member {index} is busy with {pending}"
+    if command not in COMMANDS:
+        raise ValueError(f"unknown member command {command!r}")
+    return command
+
+
 # -- what a member is built from and what it reports -------------------------------------------
 
 def default_method(cfg: Config, spec) -> Any:
@@ -362,10 +370,7 @@ class SerialMember:
             self._reply = ("error", _error_payload(e))
 
     def submit(self, command: str, *args) -> None:
-        assert self.pending is None, f"member {self.index} is busy with {self.pending}"
-        if command not in COMMANDS:
-            raise ValueError(f"unknown member command {command!r}")
-        self.pending = command
+        self.pending = _claim(self.index, self.pending, command)
         try:
             self._reply = ("ok", getattr(self.member, command)(*args))
         except Exception as e:  # noqa: BLE001
@@ -477,10 +482,7 @@ class ProcessMember:
         return [self.conn, self.proc.sentinel]
 
     def submit(self, command: str, *args) -> None:
-        assert self.pending is None, f"member {self.index} is busy with {self.pending}"
-        if command not in COMMANDS:
-            raise ValueError(f"unknown member command {command!r}")
-        self.pending = command
+        self.pending = _claim(self.index, self.pending, command)
         try:
             self.conn.send((command, args))
         except (BrokenPipeError, OSError):
