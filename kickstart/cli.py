@@ -132,9 +132,9 @@ def _check_env_and_net(cfg) -> None:
 
     spec = env_spec(cfg.env)
     from kickstart.learner import pick_device
-    from kickstart.nets import build_net
+    from kickstart.nets import build_agent
 
-    build_net(cfg.net, spec)
+    build_agent(cfg, spec)
     pick_device(cfg.learner.device)
 
 

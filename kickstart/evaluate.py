@@ -59,13 +59,14 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
     reward = torch.zeros(n)
     last_action = torch.zeros((n,) + spec.action_shape, dtype=torch.int64)
     state = net.initial_state(n)
+    task = torch.as_tensor(np.asarray(env.task_ids), dtype=torch.int64)[None]
     steps = 0
     net.eval()
     try:
         while any(len(per_env[i]) < quota[i] for i in range(n)):
             with torch.no_grad():
                 o, la, r, f = net_inputs(obs[None], last_action[None], reward[None], first[None])
-                out, state = net(o, la, r, f, state)
+                out, state = net(o, la, r, f, state, task)
             logits = out.policy_logits[0]
             action = dist.greedy(logits) if greedy else dist.sample(logits, gen)
             o_np, rew, done, eps = env.step(action.numpy())
@@ -100,7 +101,7 @@ def load_policy(checkpoint: str, env_overrides: dict | None = None):
     """
     from kickstart.checkpoint import load_checkpoint
     from kickstart.envs import env_spec
-    from kickstart.nets import build_net
+    from kickstart.nets import build_agent
 
     state = load_checkpoint(checkpoint)
     try:
@@ -117,7 +118,7 @@ def load_policy(checkpoint: str, env_overrides: dict | None = None):
             raise CheckpointError(f"checkpoint {checkpoint!r} was trained with {what} {tuple(saved[key])} but "
                                   f"env {cfg.env.id!r} has {tuple(getattr(spec, key))}; evaluate it on an env "
                                   f"with the same {what} (drop or change --env)")
-    net = build_net(cfg.net, spec)
+    net = build_agent(cfg, spec)
     try:
         net.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError) as e:

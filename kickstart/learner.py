@@ -118,7 +118,7 @@ class Learner:
         cfg, red = self.cfg, self.cfg.loss_reduction
         obs, last_action, last_reward, first = net_inputs(batch["obs"], batch["last_action"],
                                                           batch["reward"], batch["first"])
-        out, _ = self.net(obs, last_action, last_reward, first, core_state_of(batch))
+        out, _ = self.net(obs, last_action, last_reward, first, core_state_of(batch), batch["task"])
         logits, values = out.policy_logits, out.baseline
 
         # Realignment (see kickstart/runtime/unroll.py): action a_t and behaviour logits at entries

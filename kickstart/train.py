@@ -119,7 +119,7 @@ class Trainer:
         (:func:`kickstart.methods.build_methods`); pass them to plug in a method by hand."""
         from kickstart.envs import env_spec
         from kickstart.methods import build_methods
-        from kickstart.nets import build_net
+        from kickstart.nets import build_agent
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -131,7 +131,7 @@ class Trainer:
         if terms is None and hook_factory is None and extra_fields is None:
             setup = build_methods(cfg, self.spec)
             terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
-        net = build_net(cfg.net, self.spec)
+        net = build_agent(cfg, self.spec)
         self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms or ())
         init_state = net.initial_state(1)
         self.fields = unroll_fields(self.spec, net_num_logits(net), init_state, extra_fields)
@@ -299,10 +299,10 @@ def validate(cfg: Config):
     from kickstart.envs import env_spec
     from kickstart.learner import pick_device
     from kickstart.methods import build_methods
-    from kickstart.nets import build_net
+    from kickstart.nets import build_agent
 
     spec = env_spec(cfg.env)
-    build_net(cfg.net, spec)
+    build_agent(cfg, spec)
     pick_device(cfg.learner.device)
     return build_methods(cfg, spec)
 

@@ -50,7 +50,7 @@ class AgentNet(nn.Module):
         return self.core.initial_state(batch_size, device)
 
     def forward(self, obs: torch.Tensor, last_action: torch.Tensor, last_reward: torch.Tensor,
-                first: torch.Tensor, state: State) -> tuple[AgentOutput, State]:
+                first: torch.Tensor, state: State, task: torch.Tensor | None = None) -> tuple[AgentOutput, State]:
         """One unroll.
 
         Args:
@@ -59,6 +59,8 @@ class AgentNet(nn.Module):
           last_reward: ``[T, B]`` float, the reward received on arriving at obs[t].
           first: ``[T, B]`` bool, obs[t] starts an episode: the core state is reset before step t.
           state: from :meth:`initial_state` or the previous call.
+          task: ``[T, B]`` int64 task ids (multi-task agents such as Mix & Match's per-task
+            specialists read it; this network ignores it).
 
         Returns:
           ``(AgentOutput, state)`` with the state after step T-1. Outputs and state are float32
@@ -66,12 +68,12 @@ class AgentNet(nn.Module):
         """
         if self.precision == "bf16":
             with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
-                out, state = self._forward(obs, last_action, last_reward, first, state)
+                out, state = self._forward(obs, last_action, last_reward, first, state, task)
             return (AgentOutput(out.policy_logits.float(), out.baseline.float(), out.extras),
                     tuple(s.float() for s in state))
-        return self._forward(obs, last_action, last_reward, first, state)
+        return self._forward(obs, last_action, last_reward, first, state, task)
 
-    def _forward(self, obs, last_action, last_reward, first, state):
+    def _forward(self, obs, last_action, last_reward, first, state, task=None):
         T, B = obs.shape[:2]
         x = obs.reshape(T * B, *obs.shape[2:])
         if x.dtype.is_floating_point:
@@ -96,3 +98,9 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     core = make_core(cfg.core, torso.out_size, spec.action_nvec, cfg.lstm_size)
     policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
     return AgentNet(spec, torso, core, policy_head, BaselineHead(core.out_size), cfg.precision)
+
+
+def build_agent(cfg, spec: EnvSpec) -> nn.Module:
+    """The network a run trains, from its whole :class:`~kickstart.config.Config`: a plain
+    :class:`AgentNet` from ``cfg.net``, or the agent a method assembles (Mix & Match)."""
+    return build_net(cfg.net, spec)

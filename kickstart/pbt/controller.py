@@ -54,11 +54,11 @@ def learner_hparams(cfg: Config, method: Callable = default_method) -> dict[str,
 
     from kickstart.envs import env_spec
     from kickstart.learner import Learner
-    from kickstart.nets import build_net
+    from kickstart.nets import build_agent
 
     spec = env_spec(cfg.env)
     setup = method(cfg, spec)
-    net = build_net(cfg.net, spec)
+    net = build_agent(cfg, spec)
     learner = Learner(net, cfg.learner, cfg.run.total_frames, setup.terms, device=torch.device("cpu"))
     return dict(learner.hparams)
 

@@ -74,14 +74,14 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
 
     setup_process(cfg.runtime.torch_threads)
     from kickstart.envs import make_batched_env
-    from kickstart.nets import build_net
+    from kickstart.nets import build_agent
     from kickstart.runtime.unroll import Actor
 
     from kickstart.errors import UserError
 
     try:
         env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
-        net = build_net(cfg.net, env.spec)
+        net = build_agent(cfg, env.spec)
         hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
     except UserError as e:  # a user mistake: report it once instead of dying and being restarted
         conn.send(("error", str(e)))
@@ -256,7 +256,7 @@ class SerialBackend:
     def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
                  session: int = 0):
         from kickstart.envs import make_batched_env
-        from kickstart.nets import build_net
+        from kickstart.nets import build_agent
         from kickstart.runtime.unroll import Actor
 
         self.cfg, self.fields = cfg, fields
@@ -268,7 +268,7 @@ class SerialBackend:
         for i in range(rt.num_actors):
             seed = actor_seed(rt.seed, i, 0, session)
             env = make_batched_env(cfg.env, assign_tasks(i, rt.envs_per_actor, spec.num_tasks), seed, spec=spec)
-            net = build_net(cfg.net, env.spec)
+            net = build_agent(cfg, env.spec)
             hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
             self.actors.append(Actor(env, net, lc.unroll_length, seed, hooks))
             self.nets.append(net)

@@ -168,7 +168,7 @@ class Actor:
     def _infer(self, obs, last_action, reward, first, state):
         with torch.no_grad():
             o, la, r, f = net_inputs(obs[None], last_action[None], reward[None], first[None])
-            out, new_state = self.net(o, la, r, f, state)
+            out, new_state = self.net(o, la, r, f, state, self.task[None])
         logits = out.policy_logits[0]
         return logits, self.dist.sample(logits, self.generator), new_state
 
