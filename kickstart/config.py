@@ -198,7 +198,7 @@ class LearnerConfig:
         _positive(s, "batch_size", self.batch_size)
 
 
-BACKENDS = ("local", "serial")
+BACKENDS = ("local", "serial", "ray")
 
 
 @dataclass
@@ -207,7 +207,8 @@ class RuntimeConfig:
 
     backend: str = "local"
     """``local``: actor processes + learner on this machine (default); ``serial``: everything in
-    one process, for tests and debugging."""
+    one process, for tests and debugging; ``ray``: actors as Ray actors spread over the nodes of a
+    Ray cluster (see the ``ray`` section; needs ``pip install -e '.[ray]'``)."""
     num_actors: int = 2
     """Actor processes (each steps ``envs_per_actor`` envs with batched inference)."""
     envs_per_actor: int = 16
@@ -331,11 +332,124 @@ class KickstartConfig:
         return bool(self.teachers)
 
 
+ACTION_SETS = ("full", "minimal")
+SHAREABLE = ("torso", "core", "policy_head")
+KL_KINDS = ("full", "masked")
+KL_GRADS = ("both", "target")
+MIXINGS = ("explicit",)
+ALPHA_SCHEDULES = ("constant", "linear", "piecewise")
+
+
+@dataclass
+class ComponentConfig:
+    """One policy pi_i of a Mix & Match agent. Unset fields take the run's ``net`` values."""
+
+    core: str = ""
+    """``ff`` or ``lstm``; empty: ``net.core``."""
+    lstm_size: int = 0
+    """LSTM units; 0: ``net.lstm_size``."""
+    policy_head: str = ""
+    """``categorical`` or ``factorised``; empty: ``net.policy_head``."""
+    action_set: str = "full"
+    """``full`` (the env's action space) or ``minimal`` (the game's minimal action set, mapped into
+    the full space by action meaning; MinAtar and Atari games)."""
+    actions: list[str] = field(default_factory=list)
+    """Explicit action subset by meaning (e.g. ``[NOOP, FIRE, RIGHT, LEFT]``), mapped into the full
+    space; overrides ``action_set``."""
+    per_task: bool = False
+    """Multitask curriculum: one copy of this component per task (a specialist), each env acting
+    with its task's specialist. Not allowed for the last (target) component."""
+
+    def __post_init__(self) -> None:
+        s = "mixmatch.components[i]"
+        if self.core:
+            _choice(s, "core", self.core, CORES)
+        if self.policy_head:
+            _choice(s, "policy_head", self.policy_head, POLICY_HEADS)
+        _positive(s, "lstm_size", self.lstm_size, allow_zero=True)
+        _choice(s, "action_set", self.action_set, ACTION_SETS)
+
+
+@dataclass
+class MixMatchConfig:
+    """Mix & Match (Czarnecki et al. 2018): K policies pi_1 (simple) .. pi_K (the target) act with
+    pi_mm = sum_i w_i pi_i; loss = RL(pi_mm) + lambda (1 - alpha) sum_i KL(pi_i || pi_{i+1}).
+    Fewer than two components: off."""
+
+    components: list[ComponentConfig] = field(default_factory=list)
+    """The policies, simplest first; the last is the target agent (exported, scored)."""
+    share: list[str] = field(default_factory=lambda: ["torso"])
+    """Modules the components share: ``torso`` (conv stack), ``core`` (needs identical cores),
+    ``policy_head`` (the cores' policy projection; needs identical action sets). Unshared modules
+    are built per component with the same ``net`` settings."""
+    alpha: float = 0.0
+    """Initial alpha in [0, 1]: the weight of the target (K=2: pi_mm = (1-alpha) pi_1 + alpha pi_2;
+    K>2: alpha walks the chain, see the docs). Mutable by PBT as ``mixmatch/alpha`` (explore:
+    ``perturb: add``; the paper's prior is log-uniform in [1e-3, 1e-2])."""
+    alpha_schedule: str = "constant"
+    """``constant`` (alpha, or PBT's), ``linear`` (from alpha to 1 at ``alpha_end_frames``), or
+    ``piecewise`` (the ``alpha_piecewise`` points)."""
+    alpha_end_frames: int = 0
+    """``linear``: the frame at which alpha reaches 1."""
+    alpha_piecewise: list[list[float]] = field(default_factory=list)
+    """``piecewise``: ``[[frame, alpha], ...]`` with increasing frames, alpha in [0, 1]."""
+    lambda_mm: float | None = None
+    """Weight lambda of the M&M distillation term; None: the paper's, 1.0 for action-space
+    curricula and 100.0 when components differ in core or are per-task specialists. Mutable as
+    ``mixmatch/lambda``."""
+    kl: str = "full"
+    """``full``: KL(pi_i || pi_{i+1}) over all actions; ``masked``: only over pi_i's support, with
+    pi_{i+1} renormalised there (pi_{i+1} is not penalised for actions pi_i cannot take)."""
+    kl_grad: str = "both"
+    """``both`` (the paper's: the simple policy is also pulled toward the complex one) or
+    ``target`` (stop the gradient into pi_i: only pi_{i+1} is distilled)."""
+    shared_head: bool = False
+    """The paper's "shared head" variant: a small-action component has no policy head of its own;
+    it is the next component's policy restricted to its actions and renormalised (needs a shared
+    core)."""
+    mixing: str = "explicit"
+    """``explicit``: pi_mm mixes probabilities (the paper's choice, lower variance)."""
+
+    def __post_init__(self) -> None:
+        s = "mixmatch"
+        if not self.components:
+            return
+        _check(len(self.components) >= 2,
+               f"mixmatch.components has {len(self.components)} component; Mix & Match needs K >= 2 "
+               f"(a simple policy and the target), or none to turn it off")
+        _check(not self.components[-1].per_task,
+               "mixmatch.components[-1].per_task=true: the last component is the target agent and must be "
+               "one central policy; put the per-task specialists first")
+        for name in self.share:
+            _choice(s, "share", name, SHAREABLE)
+        _check(0.0 <= self.alpha <= 1.0, f"mixmatch.alpha={self.alpha!r} must be in [0, 1]")
+        _choice(s, "alpha_schedule", self.alpha_schedule, ALPHA_SCHEDULES)
+        _positive(s, "alpha_end_frames", self.alpha_end_frames, allow_zero=True)
+        if self.alpha_schedule == "linear":
+            _check(self.alpha_end_frames > 0, "mixmatch.alpha_schedule=linear needs mixmatch.alpha_end_frames > 0")
+        if self.alpha_schedule == "piecewise":
+            pts = self.alpha_piecewise
+            _check(len(pts) >= 1 and all(len(p) == 2 and 0.0 <= p[1] <= 1.0 for p in pts),
+                   "mixmatch.alpha_piecewise must be a non-empty list of [frame, alpha] pairs with alpha in [0, 1]")
+            frames = [p[0] for p in pts]
+            _check(all(a < b for a, b in zip(frames, frames[1:])) and frames[0] >= 0,
+                   f"mixmatch.alpha_piecewise frames must be >= 0 and increasing, got {frames}")
+        if self.lambda_mm is not None:
+            _positive(s, "lambda_mm", self.lambda_mm, allow_zero=True)
+        _choice(s, "kl", self.kl, KL_KINDS)
+        _choice(s, "kl_grad", self.kl_grad, KL_GRADS)
+        _choice(s, "mixing", self.mixing, MIXINGS)
+
+    @property
+    def enabled(self) -> bool:
+        return len(self.components) >= 2
+
+
 PRIOR_DISTRIBUTIONS = ("log_uniform", "uniform", "fixed")
 PERTURBS = ("multiply", "add")
 EXPLOIT_RULES = ("auto", "ttest", "truncation", "absolute_gap", "none")
 PBT_EVALS = ("training_returns", "evaluator")
-PBT_BACKENDS = ("local", "serial")
+PBT_BACKENDS = ("local", "serial", "ray")
 
 
 @dataclass
@@ -439,7 +553,9 @@ class PBTConfig:
     """How many times a member process that died is restarted (from its last checkpoint)."""
     backend: str = "local"
     """``local``: one process per member on this machine, trained concurrently; ``serial``: every
-    member in this process, taking turns (tests, debugging)."""
+    member in this process, taking turns (tests, debugging); ``ray``: one Ray actor per member,
+    spread over the nodes of a Ray cluster, checkpoints exchanged through Ray's object store (see
+    the ``ray`` section)."""
 
     def __post_init__(self) -> None:
         s = "pbt"
@@ -493,6 +609,52 @@ class PBTConfig:
 
 
 @dataclass
+class RayConfig:
+    """Where ``runtime.backend=ray`` and ``pbt.backend=ray`` run: a Ray cluster.
+
+    Unrolls and parameters travel through Ray's object store. PBT checkpoints do too: a member
+    returns its checkpoint's bytes with every report that carries one, the controller keeps the
+    latest ones, and hands them to the member that copies a donor and to a member restarted on
+    another node, so no shared filesystem is needed. Each member still writes its logs and periodic
+    checkpoints under ``run.out_dir`` on the node it runs on: point it at a shared path (NFS) to
+    find every member's files in one place.
+    """
+
+    address: str = ""
+    """``""``: start a private Ray instance on this machine for the run (stopped at its end);
+    ``auto``: the cluster ``ray start`` started on this machine (or ``RAY_ADDRESS``); ``host:port``:
+    the head node's address (what ``ray start --head`` printed)."""
+    host: str = "127.0.0.1"
+    """The IP address this machine's Ray node listens on and is reached at (``ray start
+    --node-ip-address``). Loopback by default: nothing outside this machine can reach Ray, which has
+    no authentication beyond a local token. On a multi-machine cluster, this machine's address on the
+    cluster's private network."""
+    dashboard: bool = False
+    """Start Ray's dashboard with a private instance (on ``host``); off by default."""
+    num_cpus: int = 0
+    """CPUs a private instance offers; 0: Ray's default (every core of this machine)."""
+    cpus_per_actor: float = 1.0
+    """CPUs Ray reserves for each actor (``runtime.backend=ray``); each runs one torch thread."""
+    cpus_per_member: float = 1.0
+    """CPUs Ray reserves for each PBT member's learner (``pbt.backend=ray``)."""
+
+    def __post_init__(self) -> None:
+        s = "ray"
+        _check(isinstance(self.address, str), "ray.address must be a string: '', 'auto' or host:port")
+        if self.address not in ("", "auto"):
+            host, sep, port = self.address.rpartition(":")
+            _check(bool(sep) and bool(host) and "/" not in self.address and port.isdigit()
+                   and 0 < int(port) < 65536,
+                   f"ray.address={self.address!r} is not valid; use '' (a private local instance), 'auto' "
+                   f"(the cluster started on this machine) or host:port, e.g. 127.0.0.1:6379")
+        _check(self.host.strip() != "" and self.host.count(":") != 1,   # IPv6 has >= 2 colons, host:port one
+               f"ray.host={self.host!r} must be an IP address without a port, e.g. 127.0.0.1")
+        _positive(s, "num_cpus", self.num_cpus, allow_zero=True)
+        _positive(s, "cpus_per_actor", self.cpus_per_actor, allow_zero=True)
+        _positive(s, "cpus_per_member", self.cpus_per_member, allow_zero=True)
+
+
+@dataclass
 class Config:
     """A whole run."""
 
@@ -503,10 +665,16 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     kickstart: KickstartConfig = field(default_factory=KickstartConfig)
     pbt: PBTConfig = field(default_factory=PBTConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    mixmatch: MixMatchConfig = field(default_factory=MixMatchConfig)
 
     def __post_init__(self) -> None:
         _check(self.learner.rl_loss or self.kickstart.enabled,
                "learner.rl_loss=false leaves no loss to train: add kickstart.teachers (pure distillation)")
+        mutable = self.pbt.mutable if self.pbt.enabled else {}
+        _check(not ("mixmatch/alpha" in mutable and self.mixmatch.alpha_schedule != "constant"),
+               f"pbt.mutable.mixmatch/alpha with mixmatch.alpha_schedule={self.mixmatch.alpha_schedule}: PBT "
+               f"evolves alpha itself; set mixmatch.alpha_schedule=constant or drop it from pbt.mutable")
         b, n = self.learner.batch_size, self.runtime.envs_per_actor
         _check(b % n == 0,
                f"learner.batch_size={b} must be a multiple of runtime.envs_per_actor={n} "

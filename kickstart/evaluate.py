@@ -151,6 +151,11 @@ def export_policy(checkpoint: str, out: str):
     from kickstart.checkpoint import save_checkpoint
 
     net, cfg, state = load_policy(checkpoint)   # checks that the weights fit their config
-    policy = {"config": state["config"], "learner": {"net": {k: v.clone() for k, v in net.state_dict().items()}},
+    config, weights = state["config"], {k: v.clone() for k, v in net.state_dict().items()}
+    if cfg.mixmatch.enabled:   # Mix & Match: the target agent pi_K alone, as a plain network
+        from kickstart.mixmatch import export_target_policy
+
+        config, weights = export_target_policy(net, cfg)
+    policy = {"config": config, "learner": {"net": weights},
               "counters": state.get("counters", {}), "spec": state.get("spec"), "exported_from": str(checkpoint)}
     return save_checkpoint(Path(out), policy)

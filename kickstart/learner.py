@@ -47,6 +47,11 @@ class LossTerm(Protocol):
     def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
         """Values the actors need (published with the parameters), e.g. a teacher's current weight."""
 
+    # Optional:
+    # def prepare(self, net, hparams: dict[str, float], frames: int) -> None:
+    #     """Before each forward pass of the learner (and before parameters are first published):
+    #     set what the network reads from the hyperparameters (e.g. Mix & Match's alpha buffer)."""
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -101,6 +106,13 @@ class Learner:
             out.update(term.actor_hparams(self.hparams, frames))
         return out
 
+    def prepare(self, frames: int) -> None:
+        """Let the loss terms set what the network reads from the hyperparameters (see LossTerm)."""
+        for term in self.terms:
+            prepare = getattr(term, "prepare", None)
+            if prepare is not None:
+                prepare(self.net, self.hparams, frames)
+
     def learning_rate(self, frames: int) -> float:
         lr = self.hparams["learning_rate"]
         if self.cfg.lr_schedule == "linear":
@@ -116,6 +128,7 @@ class Learner:
     def loss(self, batch: dict[str, torch.Tensor], frames: int) -> tuple[torch.Tensor, dict[str, float]]:
         """The total loss on a batch of unrolls ([T+1, B] fields) and its metrics."""
         cfg, red = self.cfg, self.cfg.loss_reduction
+        self.prepare(frames)
         obs, last_action, last_reward, first = net_inputs(batch["obs"], batch["last_action"],
                                                           batch["reward"], batch["first"])
         out, _ = self.net(obs, last_action, last_reward, first, core_state_of(batch), batch["task"])

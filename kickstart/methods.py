@@ -1,7 +1,7 @@
 """The methods a config asks for, as the loss terms, actor hooks and unroll fields they add.
 
 The runtime and the learner stay method-agnostic: they receive a :class:`MethodSetup` and pass its
-pieces through. Kickstarting is the first method; Mix & Match will add its own pieces here.
+pieces through. Kickstarting and Mix & Match add their pieces here.
 """
 
 from __future__ import annotations
@@ -58,4 +58,8 @@ def build_methods(cfg: Config, spec: EnvSpec) -> MethodSetup:
         from kickstart import kickstarting
 
         setups.append(kickstarting.build(cfg, spec))
+    if cfg.mixmatch.enabled:
+        from kickstart import mixmatch
+
+        setups.append(mixmatch.build(cfg, spec))
     return combine(setups)

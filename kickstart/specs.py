@@ -35,6 +35,9 @@ class EnvSpec:
     factor indices of action ``a`` (e.g. (joystick, fire) for Atari's 18 actions), over factor sizes
     ``factor_sizes``. Lets a factorised policy head act in a Discrete space."""
     factor_sizes: tuple[int, ...] | None = field(default=None)
+    minimal_action_meanings: tuple[str, ...] | None = field(default=None)
+    """The game's minimal action set by meaning (MinAtar, Atari), a subset of ``action_meanings``;
+    None when the env has none or a suite's games differ. Mix & Match's small action spaces."""
 
     @property
     def num_actions(self) -> int:

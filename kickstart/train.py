@@ -182,6 +182,7 @@ class Trainer:
         if self.backend is None:
             self.backend = make_backend(self.cfg, self.spec, self.fields, self.hook_factory,
                                         session=self.learner.steps)
+            self.learner.prepare(self.frames)
             self.backend.start(self._cpu_params(), self.learner.published_hparams(self.frames))
 
     def _cpu_params(self) -> dict[str, torch.Tensor]:
@@ -277,7 +278,8 @@ def net_num_logits(net) -> int:
         T, B = 1, 1
         obs = torch.zeros((T, B) + tuple(spec.obs_shape), dtype=torch.from_numpy(np.zeros(1, spec.np_obs_dtype)).dtype)
         la = torch.zeros((T, B) + spec.action_shape, dtype=torch.int64)
-        out, _ = net(obs, la, torch.zeros(T, B), torch.ones(T, B, dtype=torch.bool), net.initial_state(B))
+        out, _ = net(obs, la, torch.zeros(T, B), torch.ones(T, B, dtype=torch.bool), net.initial_state(B),
+                     torch.zeros(T, B, dtype=torch.int64))
     return out.policy_logits.shape[-1]
 
 

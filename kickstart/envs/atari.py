@@ -117,10 +117,10 @@ def _minimal_action_meanings(rom: str) -> tuple[str, ...]:
 def atari_spec(tasks: Sequence[str], cfg: EnvConfig, full_action_space: bool) -> EnvSpec:
     """Spec of one game (minimal or full action set) or of a suite (``full_action_space=True``)."""
     roms = [rom_id(t) for t in tasks]
+    sets = {_minimal_action_meanings(r) for r in roms}
     if full_action_space:
         meanings = _full_action_meanings()
     else:
-        sets = {_minimal_action_meanings(r) for r in roms}
         if len(sets) != 1:
             raise UserError(f"Atari tasks {list(tasks)} have different minimal action sets; "
                             f"set env.full_action_space=true")
@@ -130,6 +130,7 @@ def atari_spec(tasks: Sequence[str], cfg: EnvConfig, full_action_space: bool) ->
         action_nvec=(len(meanings),), multi_discrete=False, action_meanings=meanings,
         frames_per_step=FRAMES_PER_STEP, task_names=tuple(PREFIX + _camel(r) for r in roms),
         action_factors=action_factors(meanings), factor_sizes=(len(JOYSTICK), 2),
+        minimal_action_meanings=next(iter(sets)) if len(sets) == 1 else None,
     )
 
 

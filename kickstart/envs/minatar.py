@@ -105,11 +105,13 @@ def minatar_spec(tasks: Sequence[str], cfg: EnvConfig) -> EnvSpec:
     """Spec of one MinAtar game, or of a suite (channels padded to the largest game)."""
     games = [_game_name(t) for t in tasks]
     channels = max(_Game(g, 0.0, 0).env.state_shape()[2] for g in games)
+    minimal = {tuple(ACTION_MEANINGS[a] for a in _Game(g, 0.0, 0).env.minimal_action_set()) for g in games}
     return EnvSpec(
         obs_shape=(channels, 10, 10), obs_dtype="uint8", obs_scale=1.0,
         action_nvec=(len(ACTION_MEANINGS),), multi_discrete=False,
         action_meanings=ACTION_MEANINGS, frames_per_step=1,
         task_names=tuple(PREFIX + g for g in games),
+        minimal_action_meanings=minimal.pop() if len(minimal) == 1 else None,
     )
 
 

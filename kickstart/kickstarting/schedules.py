@@ -25,11 +25,12 @@ def schedule_value(cfg: KickstartConfig, frames: int) -> float:
     if cfg.schedule == "linear":
         return float(cfg.lambda_0) * max(0.0, 1.0 - frames / cfg.lambda_end_frames)
     if cfg.schedule == "piecewise":
-        return _interpolate([(float(f), float(v)) for f, v in cfg.piecewise], float(frames))
+        return piecewise_linear([(float(f), float(v)) for f, v in cfg.piecewise], float(frames))
     raise ValueError(f"unknown kickstart.schedule {cfg.schedule!r}")  # KickstartConfig rejects it first
 
 
-def _interpolate(points: list[tuple[float, float]], x: float) -> float:
+def piecewise_linear(points: list[tuple[float, float]], x: float) -> float:
+    """Linear interpolation between ``(x, y)`` points with increasing x; constant outside them."""
     if x <= points[0][0]:
         return points[0][1]
     for (x0, y0), (x1, y1) in zip(points, points[1:]):

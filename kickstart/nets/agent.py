@@ -103,4 +103,8 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
 def build_agent(cfg, spec: EnvSpec) -> nn.Module:
     """The network a run trains, from its whole :class:`~kickstart.config.Config`: a plain
     :class:`AgentNet` from ``cfg.net``, or the agent a method assembles (Mix & Match)."""
+    if cfg.mixmatch.enabled:
+        from kickstart.mixmatch.net import MixMatchNet
+
+        return MixMatchNet(cfg, spec)
     return build_net(cfg.net, spec)

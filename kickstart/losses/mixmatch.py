@@ -1,0 +1,95 @@
+"""Mix & Match (Czarnecki et al. 2018) as pure functions on log-probabilities.
+
+Every policy here is a ``[..., A]`` tensor of normalised log-probabilities over the *target's*
+action space. A component acting over a smaller action set has ``NEG`` (not -inf: ``0 * NEG`` is
+0, ``0 * -inf`` is NaN) at the actions outside its support; ``support`` masks say where it lives.
+
+* :func:`chain_weights`: the mixture weights ``w_1..w_K`` from the curriculum position ``alpha``.
+* :func:`mixture_log_probs`: ``log pi_mm = log sum_i w_i pi_i`` (explicit mixing, Sec. 3.1).
+* :func:`kl`: ``KL(pi_1 || pi_2)`` per state, full or masked to pi_1's support (Sec. 4.1).
+* :func:`mm_loss`: ``(1 - alpha) sum_i KL(pi_i || pi_{i+1})`` (Eq. 1; adjacent pairs for K > 2).
+* :func:`collision_entropy`: ``-log sum_a pi(a)^2`` (Fig. 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+NEG = -1e30
+"""Log-probability of an action outside a policy's support."""
+
+
+def chain_weights(alpha: float, k: int) -> list[float]:
+    """Mixture weights of ``k`` components at curriculum position ``alpha`` in [0, 1].
+
+    ``k = 2``: ``(1 - alpha, alpha)``, the paper's. ``k > 2`` (the natural extension): ``alpha``
+    walks the chain pi_1 -> pi_K; at ``s = alpha (k - 1)`` the weight is split linearly between
+    the two components either side of ``s``, so alpha = 0 is pi_1 alone, alpha = 1 is pi_K alone
+    and every component in between acts alone at ``alpha = (i - 1) / (k - 1)``.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha!r} must be in [0, 1]")
+    if k < 2:
+        raise ValueError(f"Mix & Match needs k >= 2 components, got {k}")
+    s = alpha * (k - 1)
+    i = min(int(s), k - 2)
+    frac = s - i
+    w = [0.0] * k
+    w[i], w[i + 1] = 1.0 - frac, frac
+    return w
+
+
+def mixture_log_probs(log_probs: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    """``log sum_i w_i pi_i(a)``, computed as a logsumexp. Zero weights drop out exactly (a
+    component with weight 0 gets no gradient through the mixture)."""
+    terms = [lp + torch.log(torch.tensor(float(w), dtype=lp.dtype, device=lp.device))
+             for lp, w in zip(log_probs, weights) if w > 0]
+    if not terms:
+        raise ValueError("mixture weights are all 0")
+    out = torch.logsumexp(torch.stack(terms), dim=0)
+    return out.clamp(min=NEG)
+
+
+def kl(log_p: Tensor, log_q: Tensor, support: Tensor | None = None, masked: bool = False) -> Tensor:
+    """``KL(p || q) = sum_a p(a) (log p(a) - log q(a))`` over the last axis.
+
+    ``masked``: the sum runs over ``support`` (p's actions) only, with ``q`` renormalised there, so
+    ``q`` is not penalised for mass on actions outside p's support (the paper's "Masked KL").
+    Without masking, actions where p is 0 add nothing either, but q's mass there still lowers the
+    log q(a) of the supported actions.
+    """
+    if masked:
+        if support is None:
+            raise ValueError("masked KL needs the support of p")
+        q_in = log_q.masked_fill(~support, NEG)
+        log_q = q_in - torch.logsumexp(q_in, dim=-1, keepdim=True)
+    p = log_p.exp()
+    diff = log_p - log_q
+    if support is not None:
+        # p is 0 outside its support: zero the difference there (NEG - NEG would be 0 anyway, but
+        # NEG - finite is huge and 0 * huge is fine only while it stays finite).
+        diff = torch.where(support, diff, torch.zeros_like(diff))
+    return (p * diff).sum(-1)
+
+
+def mm_loss(log_probs: Sequence[Tensor], alpha: float, supports: Sequence[Tensor | None] | None = None,
+            masked: bool = False, stop_simple: bool = False) -> Tensor:
+    """The M&M distillation cost per state: ``(1 - alpha) sum_{i<K} KL(pi_i || pi_{i+1})``.
+
+    ``stop_simple`` stops the gradient into pi_i in each pair (only the more complex policy is
+    pulled); by default both move, as in the paper's experiments. Returns ``[...]`` (no reduction).
+    """
+    supports = list(supports) if supports is not None else [None] * len(log_probs)
+    total = 0.0
+    for i in range(len(log_probs) - 1):
+        p = log_probs[i].detach() if stop_simple else log_probs[i]
+        total = total + kl(p, log_probs[i + 1], supports[i], masked)
+    return (1.0 - alpha) * total
+
+
+def collision_entropy(log_probs: Tensor) -> Tensor:
+    """Renyi entropy of order 2, ``-log sum_a pi(a)^2`` per state (M&M Fig. 5)."""
+    return -torch.logsumexp(2.0 * log_probs, dim=-1)

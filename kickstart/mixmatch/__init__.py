@@ -1,0 +1,71 @@
+"""Mix & Match (Czarnecki et al. 2018): agent curricula over action spaces, cores and tasks.
+
+An agent made of K policies pi_1 (simple) .. pi_K (the target) acts with the explicit mixture
+``pi_mm = sum_i w_i pi_i`` and is trained with the IMPALA loss on pi_mm plus
+``lambda (1 - alpha) sum_{i<K} KL(pi_i || pi_{i+1})`` on its own (control-policy) trajectories.
+alpha moves from 0 (pi_1 acts) to 1 (only pi_K acts) by a schedule or by PBT
+(``pbt.mutable.mixmatch/alpha`` with ``perturb: add``), and the target is then exported alone.
+
+It plugs into the one learner like kickstarting does: a network (:class:`.net.MixMatchNet`, built by
+:func:`kickstart.nets.build_agent` when ``mixmatch.components`` is set) and a loss term
+(:class:`.term.MixMatchTerm`). No actor hook and no extra unroll field: the mixture is the
+behaviour policy, and its alpha travels with the parameters.
+
+Curricula (shipped configs under ``configs/mixmatch/``):
+
+* action spaces: pi_1 over a small action set (``action_set: minimal``) mapped by meaning into the
+  target's full space (on Atari the 18 actions factorised as joystick x fire);
+* cores: a feed-forward pi_1 and an LSTM pi_2 sharing the torso;
+* multitask: per-task specialists (``per_task: true``, own cores, shared torso) and a central
+  target; each env's control policy mixes its task's specialist with the central policy, and PBT
+  scores the central policy alone (``pbt.eval: evaluator``).
+
+For K > 2 the mixture weights walk the chain (:func:`kickstart.losses.mixmatch.chain_weights`) and
+the distillation term sums over adjacent pairs.
+"""
+
+from __future__ import annotations
+
+from kickstart.config import Config
+from kickstart.mixmatch.term import MixMatchTerm, alpha_value
+from kickstart.specs import EnvSpec
+
+__all__ = ["MixMatchTerm", "alpha_value", "build", "default_lambda", "export_target_policy"]
+
+
+def default_lambda(cfg: Config) -> float:
+    """The paper's lambda (App. C): 1.0 for action-space curricula, 100.0 for core and multitask ones."""
+    from kickstart.mixmatch.net import component_net_config
+
+    mm = cfg.mixmatch
+    if mm.lambda_mm is not None:
+        return float(mm.lambda_mm)
+    cores = {(c.core, c.lstm_size) for c in (component_net_config(cfg.net, comp) for comp in mm.components)}
+    if len(cores) > 1 or any(c.per_task for c in mm.components):
+        return 100.0
+    return 1.0
+
+
+def build(cfg: Config, spec: EnvSpec):
+    """The M&M pieces of run ``cfg``: its loss term, and (multitask) PBT's evaluation policy. Builds
+    the network once so that a bad component (an action with no image in the env's action space,
+    modules that cannot be shared) is a one-line error before any run directory exists."""
+    from kickstart.methods import MethodSetup
+    from kickstart.mixmatch.net import MixMatchNet, target_policy
+
+    MixMatchNet(cfg, spec)
+    term = MixMatchTerm(cfg.mixmatch, default_lambda(cfg), spec.action_meanings)
+    multitask = any(c.per_task for c in cfg.mixmatch.components)
+    return MethodSetup(terms=[term], eval_policy=target_policy if multitask else None)
+
+
+def export_target_policy(net, cfg: Config) -> tuple[dict, dict]:
+    """The target agent pi_K of a trained M&M network as a plain network: ``(config, weights)``,
+    the config being ``cfg`` with ``net`` set to the target's and Mix & Match off."""
+    from kickstart.config import MixMatchConfig, to_dict
+
+    target = net.export_target()
+    config = to_dict(cfg)
+    config["net"] = to_dict(net.target_config())
+    config["mixmatch"] = to_dict(MixMatchConfig())
+    return config, {k: v.detach().clone() for k, v in target.state_dict().items()}

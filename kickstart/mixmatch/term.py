@@ -1,0 +1,78 @@
+"""The learner side of Mix & Match: the distillation term, alpha, and the M&M diagnostics."""
+
+from __future__ import annotations
+
+import torch
+
+from kickstart.config import MixMatchConfig
+from kickstart.kickstarting.schedules import piecewise_linear
+from kickstart.learner import LossContext
+from kickstart.losses import mixmatch as mmloss
+from kickstart.losses.impala import reduce
+
+ALPHA = "mixmatch/alpha"
+LAMBDA = "mixmatch/lambda"
+
+
+def alpha_value(cfg: MixMatchConfig, base: float, frames: int) -> float:
+    """alpha after ``frames`` env frames: ``base`` (the configured or PBT-evolved value) for a
+    ``constant`` schedule; ``base -> 1`` linearly at ``alpha_end_frames`` for ``linear``; the
+    ``alpha_piecewise`` points for ``piecewise``."""
+    frames = max(0, int(frames))
+    if cfg.alpha_schedule == "linear":
+        return min(1.0, base + (1.0 - base) * frames / cfg.alpha_end_frames)
+    if cfg.alpha_schedule == "piecewise":
+        return piecewise_linear([(float(f), float(v)) for f, v in cfg.alpha_piecewise], float(frames))
+    return min(1.0, max(0.0, base))
+
+
+class MixMatchTerm:
+    """``lambda (1 - alpha) sum_i KL(pi_i || pi_{i+1})`` on the control policy's trajectories.
+
+    Declares the mutable hyperparameters ``mixmatch/alpha`` and ``mixmatch/lambda``; before each
+    update (:meth:`prepare`) it writes the current alpha into the network, whose mixture then uses
+    it in the learner and, once published, in the actors.
+    """
+
+    name = "mixmatch"
+
+    def __init__(self, cfg: MixMatchConfig, lambda_mm: float, action_meanings: tuple[str, ...]):
+        self.cfg = cfg
+        self.hparams = {ALPHA: float(cfg.alpha), LAMBDA: float(lambda_mm)}
+        self.action_meanings = action_meanings
+
+    def alpha(self, hparams: dict[str, float], frames: int) -> float:
+        return alpha_value(self.cfg, hparams[ALPHA], frames)
+
+    def prepare(self, net: torch.nn.Module, hparams: dict[str, float], frames: int) -> None:
+        with torch.no_grad():
+            net.alpha.fill_(self.alpha(hparams, frames))
+
+    def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
+        return {}
+
+    def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
+        net_lp = ctx.out.extras["mm_log_probs"]
+        alpha = self.alpha(ctx.hparams, ctx.frames)
+        lam = ctx.hparams[LAMBDA]
+        log_probs = [lp[:-1] for lp in net_lp]
+        supports = ctx.out.extras.get("mm_supports")
+        per_state = mmloss.mm_loss(log_probs, alpha, supports, masked=self.cfg.kl == "masked",
+                                   stop_simple=self.cfg.kl_grad == "target")
+        loss = lam * reduce(per_state, ctx.reduction) if lam > 0 and alpha < 1 else per_state.new_zeros(())
+        with torch.no_grad():
+            mixed = ctx.out.policy_logits[:-1]
+            actions = ctx.batch["action"][:-1].reshape(-1)
+            freq = torch.bincount(actions, minlength=len(self.action_meanings)).float() / max(1, actions.numel())
+            metrics = {
+                "mixmatch/alpha": alpha,
+                "mixmatch/lambda": lam,
+                "mixmatch/loss": float(loss),
+                "mixmatch/kl": float(per_state.mean()) / max(1e-12, 1.0 - alpha) if alpha < 1 else 0.0,
+                "mixmatch/collision_entropy": float(mmloss.collision_entropy(mixed).mean()),
+            }
+            for i, w in enumerate(ctx.out.extras["mm_weights"]):
+                metrics[f"mixmatch/weight/{i + 1}"] = float(w)
+            for name, f in zip(self.action_meanings, freq.tolist()):
+                metrics[f"mixmatch/action_freq/{name}"] = f
+        return loss, metrics
