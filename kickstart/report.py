@@ -10,8 +10,9 @@ Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing
   seeds' frames;
 * improvement of each group over the baseline group, in % (scores) and x (frames);
 * plots: the metric against frames (mean and min-max over seeds), per-task curves, the weight of
-  each kickstarting teacher over training, and for PBT runs the hyperparameters of the best member
-  over training (Kickstarting Fig. 2, bottom).
+  each kickstarting teacher over training, Mix & Match's alpha, KL, collision entropy and marginal
+  action distribution over training (M&M Fig. 5), and for PBT runs the hyperparameters of the best
+  member over training (Kickstarting Fig. 2, bottom).
 
 A PBT run directory (one holding ``members/``) counts as a group of its top-3 members by final
 score, as in the papers' figures.
@@ -213,10 +214,14 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
     fig.savefig(p, dpi=100)
     plt.close(fig)
     written.append(p)
-    # 2. per-task curves and 3. teacher weights
-    for prefix, fname in (("episode/return/", "tasks.png"), ("kickstart/", "lambda.png")):
+    # 2. per-task curves, 3. teacher weights, 4. Mix & Match: alpha, KL, collision entropy and the
+    # marginal action distribution over training (M&M Fig. 5)
+    panels = (("episode/return/", "tasks.png", lambda n: True),
+              ("kickstart/", "lambda.png", lambda n: n.endswith("/lambda")),
+              ("mixmatch/", "mixmatch.png", lambda n: not n.startswith(("mixmatch/weight/", "mixmatch/lambda"))))
+    for prefix, fname, keep in panels:
         names = sorted({n for runs in groups.values() for r in runs for n in _metrics_of(r)
-                        if n.startswith(prefix) and (prefix != "kickstart/" or n.endswith("/lambda"))})
+                        if n.startswith(prefix) and keep(n)})
         if not names:
             continue
         fig, axes = subplot_grid(names, height=3.3)
@@ -234,7 +239,7 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
         fig.savefig(p, dpi=90)
         plt.close(fig)
         written.append(p)
-    # 4. PBT: the hyperparameters of each population's best member over training (Kickstarting Fig. 2
+    # 5. PBT: the hyperparameters of each population's best member over training (Kickstarting Fig. 2
     # bottom): its lambda factors, learning rate, entropy cost.
     best = {label: runs[0] for label, runs in groups.items() if runs and runs[0].parent.name == "members"}
     names = sorted({n for r in best.values() for n in _metrics_of(r) if n.startswith("hparams/")})

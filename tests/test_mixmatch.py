@@ -345,3 +345,55 @@ def test_curriculum_learns_and_hands_over_to_the_target(out_dir, config, task, t
     assert result.metrics["mixmatch/alpha"] == 1.0
     ret = result.mean_returns[task]
     assert ret > threshold, f"{config}: {task} return {ret:.2f} after 400k frames"
+
+
+# -- PBT evolves alpha ---------------------------------------------------------------------------
+
+TINY_RUN = ["learner.unroll_length=8", "learner.batch_size=8", "runtime.backend=serial", "runtime.num_actors=1",
+            "runtime.envs_per_actor=8", "run.progress=false", "run.tensorboard=false", "run.log_every_s=0.5"]
+
+
+def test_pbt_explores_alpha_by_adding_steps_and_the_network_follows(tmp_path):
+    import json
+
+    from kickstart.checkpoint import load_checkpoint
+    from kickstart.cli import main
+
+    code = main(["train", "--no-progress", "configs/mixmatch/minatar_breakout_action_space_pbt.yaml", *SMALL,
+                 *TINY_RUN, f"run.out_dir={tmp_path}", "run.name=pop", "pbt.population_size=2", "pbt.backend=serial",
+                 "run.total_frames=768", "pbt.ready_frames=256", "pbt.explore_probability=1.0", "pbt.exploit=none",
+                 "pbt.initial_hparams=[{mixmatch/alpha: 0.5}, {mixmatch/alpha: 0.02}]"])
+    assert code == 0
+    recs = [json.loads(line) for line in (tmp_path / "pop" / "pbt" / "lineage.jsonl").read_text().splitlines()]
+    steps = [(r["hparams_before"]["mixmatch/alpha"], r["hparams_after"]["mixmatch/alpha"]) for r in recs
+             if r["event"] == "ready"]
+    assert steps
+    for before, after in steps:   # explore: +-0.05, clipped to [0, 1]
+        assert after == pytest.approx(min(1.0, before + 0.05)) or after == pytest.approx(max(0.0, before - 0.05))
+    for i in (0, 1):
+        state = load_checkpoint(tmp_path / "pop" / "members" / str(i) / "checkpoint.pt")
+        alpha = state["learner"]["hparams"]["mixmatch/alpha"]
+        last = [r for r in recs if r["member"] == i and r["event"] == "ready"][-1]
+        assert alpha == pytest.approx(last["hparams_after"]["mixmatch/alpha"])   # the explored value trained on
+        assert state["learner"]["net"]["alpha"].item() == pytest.approx(alpha)
+
+
+def test_multitask_pbt_evaluates_the_central_policy_alone(tmp_path):
+    from kickstart.pbt.member import MemberSpec, SerialHost
+
+    cfg = load_config(None, SMALL + MULTITASK + TINY_RUN + [
+        "runtime.envs_per_actor=10", "learner.batch_size=10", "pbt.population_size=2", "pbt.eval=evaluator",
+        "pbt.eval_episodes=2", "pbt.ready_frames=80", f"run.out_dir={tmp_path}", "run.total_frames=10000"])
+    h = SerialHost().spawn(MemberSpec(0, cfg, str(tmp_path / "m0"), {"learning_rate": 1e-3}))
+    try:
+        h.result()
+        calls = []
+        member = h.member
+        policy = member.setup.eval_policy
+        member.setup.eval_policy = lambda net: calls.append(type(net).__name__) or policy(net)
+        rep = h.call("run_until", 10**6)
+        assert rep.ready and len(rep.samples) == 2 * 5                  # eval_episodes per task
+        assert calls == ["MixMatchNet"]                                  # the evaluator got pi_K of the M&M net
+        assert type(policy(member.trainer.learner.net)).__name__ == "AgentNet"
+    finally:
+        h.close()
