@@ -27,8 +27,8 @@ B="--budgets $((FRAMES / 4)),$((FRAMES / 2)),$((3 * FRAMES / 4)),$FRAMES --score
 mkdir -p results/mixmatch/action_spaces results/mixmatch/cores
 $KS report $OUT/mm-actions-s0 $OUT/mm-actions-s1 $OUT/small-only-s0 $OUT/small-only-s1 $OUT/big-only-s0 \
     $OUT/big-only-s1 --baseline big-only $B --out results/mixmatch/action_spaces
-$KS report $OUT/mm-cores-s0 $OUT/mm-cores-s1 $OUT/big-only-s0 $OUT/big-only-s1 $OUT/lstm-only-s0 \
-    $OUT/lstm-only-s1 --baseline lstm-only $B --out results/mixmatch/cores
+$KS report --group mm-cores=$OUT/mm-cores-s0,$OUT/mm-cores-s1 --group ff-only=$OUT/big-only-s0,$OUT/big-only-s1 \
+    --group lstm-only=$OUT/lstm-only-s0,$OUT/lstm-only-s1 --baseline lstm-only $B --out results/mixmatch/cores
 for r in mm-actions small-only big-only mm-cores lstm-only; do
   for s in 0 1; do cp $OUT/$r-s$s/metrics.csv results/mixmatch/$r-s$s.metrics.csv; done
 done
