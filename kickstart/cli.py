@@ -136,6 +136,10 @@ def _check_env_and_net(cfg) -> None:
 
     build_agent(cfg, spec)
     pick_device(cfg.learner.device)
+    if cfg.runtime.backend == "ray" or (cfg.pbt.enabled and cfg.pbt.backend == "ray"):
+        from kickstart.runtime.ray_backend import connect
+
+        connect(cfg.ray)  # a cluster that does not answer is reported now, before a run directory exists
 
 
 def cmd_train(args, console) -> int:

@@ -243,6 +243,9 @@ class Controller:
         finally:
             self._close_members()
             self.lineage.close()
+            close_host = getattr(self.host, "close", None)   # e.g. a Ray instance the host started
+            if close_host is not None:
+                close_host()
         return PopulationResult(self.run_dir, dict(self.latest), self._best(), self.exploits, self.restarts,
                                 self._stopping, time.monotonic() - t0, {i: dict(h) for i, h in self.hparams.items()})
 
@@ -424,7 +427,7 @@ def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Ca
     sessions.append(run_metadata())
     meta_path.write_text(json.dumps(meta, indent=2))
     rng = np.random.default_rng([cfg.runtime.seed, 0x5EED_9B7, len(sessions)])  # a resume does not replay draws
-    controller = Controller(cfg, run_dir, make_host(cfg.pbt.backend), defaults, method, rng,
+    controller = Controller(cfg, run_dir, make_host(cfg.pbt.backend, cfg), defaults, method, rng,
                             resume=resume_dir is not None, on_event=on_event, console=console)
     handlers = {s: signal.signal(s, controller.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

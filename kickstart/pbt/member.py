@@ -21,8 +21,8 @@ plain values:
 
 The controller never touches a member but through these commands, so the same class runs in this
 process (:class:`SerialHost`, tests and debugging), in a worker process per member
-(:class:`LocalHost`, the default) or as a Ray actor (``ray.remote(Member)``: each command is an actor
-method, ``submit`` is ``.remote()`` and ``wait`` is ``ray.wait``).
+(:class:`LocalHost`, the default) or in a Ray actor (:class:`kickstart.pbt.ray_host.RayHost`: each
+command is an actor method, ``submit`` is ``.remote()`` and ``wait`` is ``ray.wait``).
 
 Process protocol (:class:`LocalHost`): the controller sends ``(command, args)`` tuples over a
 duplex pipe; the worker answers each with ``("ok", result)`` or ``("error", payload)``. Its first
@@ -166,7 +166,9 @@ class Member:
             self.trainer.close()
             raise
         save_config(self.cfg, self.run_dir / "config.yaml")
-        window = self.pbt.eval_episodes if self.pbt.eval == "evaluator" else self.pbt.ttest_window
+        # evaluator: every episode of the last evaluation, eval_episodes per task
+        window = (self.pbt.eval_episodes * self.trainer.spec.num_tasks if self.pbt.eval == "evaluator"
+                  else self.pbt.ttest_window)
         self._window: collections.deque[float] = collections.deque(maxlen=window)
         self._seen = dict(self.trainer.stats.count)   # episodes already turned into samples
         self._mark_episodes = 0                          # episodes / frames at the last ready event
@@ -572,6 +574,11 @@ class LocalHost:
         return sorted(out, key=lambda h: h.index)
 
 
-def make_host(backend: str) -> MemberHost:
-    """``pbt.backend``: ``local`` (a process per member) or ``serial`` (this process)."""
+def make_host(backend: str, cfg: Config | None = None) -> MemberHost:
+    """``pbt.backend``: ``local`` (a process per member), ``serial`` (this process) or ``ray`` (a Ray
+    actor per member on the cluster ``cfg.ray`` names; :mod:`kickstart.pbt.ray_host`)."""
+    if backend == "ray":
+        from kickstart.pbt.ray_host import RayHost   # ray is an optional extra
+
+        return RayHost(cfg if cfg is not None else Config())
     return SerialHost() if backend == "serial" else LocalHost()

@@ -300,4 +300,8 @@ def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: Hook
     """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams)."""
     if cfg.runtime.backend == "serial":
         return SerialBackend(cfg, spec, fields, hook_factory, session)
+    if cfg.runtime.backend == "ray":
+        from kickstart.runtime.ray_backend import RayBackend   # ray is an optional extra
+
+        return RayBackend(cfg, spec, fields, hook_factory, session)
     return LocalBackend(cfg, spec, fields, hook_factory, session)
