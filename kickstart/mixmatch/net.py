@@ -33,7 +33,7 @@ from torch import nn
 from kickstart.config import ComponentConfig, Config, NetConfig
 from kickstart.errors import ConfigError
 from kickstart.losses.mixmatch import NEG, chain_weights, mixture_log_probs
-from kickstart.nets.agent import AgentNet, AgentOutput
+from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
 from kickstart.nets.cores import make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
 from kickstart.nets.torsos import make_torso
@@ -223,12 +223,7 @@ class MixMatchNet(nn.Module):
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, obs, last_action, last_reward, first, state, task=None):
-        if self.precision == "bf16":
-            with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
-                out, state = self._forward(obs, last_action, last_reward, first, state, task)
-            return (AgentOutput(out.policy_logits.float(), out.baseline.float(), out.extras),
-                    tuple(s.float() for s in state))
-        return self._forward(obs, last_action, last_reward, first, state, task)
+        return forward_in_precision(self._forward, self.precision, obs, last_action, last_reward, first, state, task)
 
     def _forward(self, obs, last_action, last_reward, first, state, task):
         T, B = obs.shape[:2]

@@ -25,6 +25,17 @@ class AgentOutput(NamedTuple):
     """Empty for plain agents; methods (e.g. Mix & Match) put per-component outputs here."""
 
 
+def forward_in_precision(forward, precision: str, obs, *inputs) -> tuple[AgentOutput, State]:
+    """Run an agent's ``forward(obs, *inputs)`` in ``precision`` (``bf16``: under autocast) and
+    return its policy logits, baseline and state in float32."""
+    if precision != "bf16":
+        return forward(obs, *inputs)
+    with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
+        out, state = forward(obs, *inputs)
+    return (AgentOutput(out.policy_logits.float(), out.baseline.float(), out.extras),
+            tuple(s.float() for s in state))
+
+
 class AgentNet(nn.Module):
     """An IMPALA-style agent network.
 
@@ -66,12 +77,7 @@ class AgentNet(nn.Module):
           ``(AgentOutput, state)`` with the state after step T-1. Outputs and state are float32
           whatever ``precision`` is.
         """
-        if self.precision == "bf16":
-            with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
-                out, state = self._forward(obs, last_action, last_reward, first, state, task)
-            return (AgentOutput(out.policy_logits.float(), out.baseline.float(), out.extras),
-                    tuple(s.float() for s in state))
-        return self._forward(obs, last_action, last_reward, first, state, task)
+        return forward_in_precision(self._forward, self.precision, obs, last_action, last_reward, first, state, task)
 
     def _forward(self, obs, last_action, last_reward, first, state, task=None):
         T, B = obs.shape[:2]
