@@ -266,6 +266,7 @@ class RunConfig:
 
 TEACHER_KINDS = ("auto", "checkpoint", "torchscript", "callable")
 SCHEDULES = ("constant", "linear", "piecewise")
+PLACEMENTS = ("auto", "actor", "learner")
 
 
 @dataclass
@@ -310,10 +311,17 @@ class KickstartConfig:
     """``piecewise``: ``[[frame, lambda], ...]`` with increasing frames."""
     alpha: float = 1.0
     """Initial shared factor alpha (mutable by PBT: ``kickstart/alpha``)."""
+    placement: str = "auto"
+    """Where teacher logits are computed: ``actor`` (each actor runs its teachers once per unroll
+    and stores their logits with it), ``learner`` (the learner runs them on each batch, on its
+    device), or ``auto``: the learner for feed-forward teachers that are torch modules, the actors
+    for recurrent teachers (their core state must follow each env's stream) and plain Python
+    callables. See :mod:`kickstart.kickstarting`."""
 
     def __post_init__(self) -> None:
         s = "kickstart"
         _choice(s, "schedule", self.schedule, SCHEDULES)
+        _choice(s, "placement", self.placement, PLACEMENTS)
         _positive(s, "lambda_0", self.lambda_0, allow_zero=True)
         _positive(s, "alpha", self.alpha, allow_zero=True)
         _positive(s, "lambda_end_frames", self.lambda_end_frames, allow_zero=True)

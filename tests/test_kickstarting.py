@@ -550,3 +550,147 @@ def test_a_good_teacher_gets_the_student_to_a_threshold_in_fewer_frames(breakout
     kick = frames_to_reach(out_dir / "kick" / "metrics.csv", "minatar:Breakout", threshold)
     assert kick < math.inf, "the kickstarted student never reached the threshold"
     assert kick < 0.85 * scratch, f"frames to return {threshold}: kickstarted {kick}, from scratch {scratch}"
+
+
+# -- teachers in the learner (kickstart.placement) -----------------------------------------------
+
+def ff_teacher(meanings=MINATAR, channels=4, seed=1):
+    torch.manual_seed(seed)
+    net = build_net(NetConfig(torso="minatar", core="ff", hidden_size=16), spec_of(channels, meanings, ("t",)))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return NetTeacher("ff", net)
+
+
+def test_auto_placement_puts_feed_forward_module_teachers_in_the_learner_and_the_others_in_the_actors():
+    from kickstart.kickstarting.teachers import placement
+
+    spec = spec_of()
+    ff, rec = bind(ff_teacher(), spec), bind(lstm_teacher(), spec)
+    fn = bind(FunctionTeacher("fn", constant_teacher), spec)
+    module = bind(FunctionTeacher("ts", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1000, 6))), spec)
+    assert [placement(n, "auto", t) for n, t in (("ff", ff), ("rec", rec), ("fn", fn), ("ts", module))] == \
+        ["learner", "actor", "actor", "learner"]
+    assert {placement(n, "actor", t) for n, t in (("ff", ff), ("rec", rec), ("fn", fn))} == {"actor"}
+    assert placement("fn", "learner", fn) == "learner" and placement("ff", "learner", ff) == "learner"
+    with pytest.raises(UserError, match="'rec' is recurrent.*placement=auto or actor"):
+        placement("rec", "learner", rec)
+    with pytest.raises(UserError, match="kickstart.placement=.gpu. is not valid; choose one of: auto, actor, learner"):
+        load_config(None, ["kickstart.placement=gpu"])
+
+
+@pytest.mark.parametrize("max_rows", [None, 7])
+def test_a_teacher_in_the_learner_gives_the_loss_and_metrics_of_the_same_teacher_in_the_actors(max_rows):
+    """The same real unrolls, scored by a term that reads the actors' logits and by one that runs the
+    teacher itself on the batch (columns it covers only; in pieces of ``max_rows`` rows)."""
+    cfg = EnvConfig(id="minatar5", sticky_actions=0.0)
+    env = make_batched_env(cfg, [0, 1, 2, 3, 4, 1], seed=5)
+    spec = env.spec
+    student = build_net(NetConfig(torso="minatar", hidden_size=16), spec)
+    covered = [spec.task_names.index("minatar:Breakout"), spec.task_names.index("minatar:Seaquest")]
+    meanings = ("NOOP", "FIRE", "LEFT", "RIGHT")             # mapped into the student's six actions
+    hook = TeacherHook("ff", bind(ff_teacher(meanings), spec), covered)
+    T = 8
+    actor = Actor(env, student, T, seed=5, hooks=[hook])
+    fields = unroll_fields(spec, net_num_logits(student), student.initial_state(1), hook.fields)
+    buf = allocate(fields, T, 6)
+    actor.collect(buf)
+    actor.collect(buf)                                       # a second unroll: entry 0 copied from the first
+    actor.close()
+    ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")}, lambda_0=0.7)
+    in_actors = KickstartTerm(ks, {"ff": covered}, spec.num_tasks)
+    in_learner = KickstartTerm(ks, {"ff": covered}, spec.num_tasks, {"ff": bind(ff_teacher(meanings), spec)})
+    in_learner.max_rows = max_rows
+    out, _ = student(*net_inputs(buf["obs"], buf["last_action"], buf["reward"], buf["first"]),
+                     tuple(buf[k] for k in buf if k.startswith("core_state.")), buf["task"])
+    results = []
+    for term, batch in ((in_actors, buf), (in_learner, {k: v for k, v in buf.items() if k != hook.key})):
+        logits = out.policy_logits.detach().requires_grad_()
+        ctx = LossContext(batch=batch, out=AgentOutput(logits, out.baseline, {}), dist=Categorical(6),
+                          hparams=dict(term.hparams), reduction="sum", frames=0)
+        loss, metrics = term(ctx)
+        loss.backward()
+        results.append((loss.item(), metrics, logits.grad))
+    (la, ma, ga), (ll, ml, gl) = results
+    assert la > 0 and ll == pytest.approx(la, rel=1e-5)
+    assert ma.keys() == ml.keys() and all(ml[k] == pytest.approx(ma[k], rel=1e-5, abs=1e-6) for k in ma)
+    assert ma["kickstart/ff/coverage"] == pytest.approx(3 / 6)
+    assert torch.allclose(gl, ga, atol=1e-6) and ga[:, [0, 2, 4]].abs().sum() == 0   # Asterix, Freeway, SpaceInvaders
+
+
+def test_a_learner_teacher_with_lambda_zero_is_not_run():
+    fn = CountingTeacher()
+    spec = spec_of()
+    ks = KickstartConfig(teachers={"t": TeacherConfig(callable="x:y")}, lambda_0=1.0)
+    term = KickstartTerm(ks, {"t": [0, 2]}, 3, {"t": bind(FunctionTeacher("t", fn), spec)})
+    batch, _, out = context()
+    batch = {k: v for k, v in batch.items() if not k.startswith("teacher_logits/")}
+    obs, first, last_action, reward = random_stream(4, 4)
+    batch.update(obs=obs, first=first, last_action=last_action, reward=reward)
+    calls = fn.calls
+    ctx = LossContext(batch=batch, out=out, dist=Categorical(6), hparams=dict(term.hparams, **{"kickstart/alpha": 0.0}),
+                      reduction="mean", frames=0)
+    loss, metrics = term(ctx)
+    assert fn.calls == calls and loss.item() == 0.0 and "kickstart/t/kl" not in metrics
+    ctx.hparams["kickstart/alpha"] = 1.0
+    loss, metrics = term(ctx)
+    assert fn.calls == calls + 1 and metrics["kickstart/t/coverage"] == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_ff_teacher(tmp_path_factory):
+    """A freshly trained tiny feed-forward checkpoint on MinAtar Breakout (a few thousand frames)."""
+    out = tmp_path_factory.mktemp("ff_teacher")
+    cfg = load_config(None, ["env.id=minatar:Breakout", "net.core=ff", *TINY, "learner.unroll_length=10",
+                             "learner.batch_size=8", "runtime.envs_per_actor=8", "run.total_frames=2000",
+                             f"run.out_dir={out}", "run.name=brk"])
+    train(cfg)
+    return out / "brk"
+
+
+def test_a_feed_forward_teacher_runs_in_the_learner_by_default_frozen_and_outside_the_optimizer(tiny_ff_teacher,
+                                                                                               out_dir):
+    cfg = load_config(None, ["env.id=minatar5", *TINY, "learner.unroll_length=10", "learner.batch_size=10",
+                             "runtime.envs_per_actor=10", "run.total_frames=3000", f"run.out_dir={out_dir}",
+                             "run.name=student", "run.log_every_s=0.2",
+                             f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}', tasks: [minatar:Breakout]}}}}"])
+    setup = kickstarting.build(cfg, env_spec(cfg.env))
+    assert setup.extra_fields == {} and setup.hook_factory is None          # nothing in the actors
+    (term,) = setup.terms
+    teacher_net = term.learner_teachers["brk"].teacher.net
+    (out_dir / "student").mkdir()
+    trainer = Trainer(cfg, out_dir / "student", setup.terms, setup.hook_factory, setup.extra_fields)
+    try:
+        assert trainer.run_until(cfg.run.total_frames)
+        assert trainer.backend.actors[0].hooks == []
+        saved = load_checkpoint(tiny_ff_teacher)["learner"]["net"]
+        assert all(torch.equal(v, saved[k]) for k, v in teacher_net.state_dict().items())
+        assert not any(p.requires_grad or p.grad is not None for p in teacher_net.parameters())
+        in_optimizer = {id(p) for group in trainer.learner.optimizer.param_groups for p in group["params"]}
+        assert not in_optimizer & {id(p) for p in teacher_net.parameters()}
+    finally:
+        trainer.close()
+    metrics = read_metrics(out_dir / "student" / "metrics.csv")
+    coverage = [v for _, v in metrics["kickstart/brk/coverage"]]
+    assert all(v == pytest.approx(0.2) for v in coverage)                  # 2 of 10 envs play Breakout
+    assert all(math.isfinite(v) for _, v in metrics["kickstart/brk/kl"])
+    actor_cfg = load_config(None, ["env.id=minatar5",
+                                   f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}'}}}}",
+                                   "kickstart.placement=actor"])
+    actor_setup = kickstarting.build(actor_cfg, env_spec(actor_cfg.env))
+    assert list(actor_setup.extra_fields) == ["teacher_logits/brk"] and actor_setup.terms[0].learner_teachers == {}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_learner_teacher_follows_the_batch_to_the_gpu():
+    spec = spec_of()
+    ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")})
+    term = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)})
+    batch, _, out = context()
+    batch = {k: v.cuda() for k, v in batch.items() if not k.startswith("teacher_logits/")}
+    obs, first, last_action, reward = random_stream(4, 4)
+    batch.update(obs=obs.cuda(), first=first.cuda(), last_action=last_action.cuda(), reward=reward.cuda())
+    out = AgentOutput(out.policy_logits.cuda(), out.baseline.cuda(), {})
+    loss, metrics = term(LossContext(batch=batch, out=out, dist=Categorical(6), hparams=dict(term.hparams),
+                                     reduction="mean", frames=0))
+    assert loss.device.type == "cuda" and math.isfinite(metrics["kickstart/ff/kl"])

@@ -6,20 +6,26 @@ The student minimises its IMPALA loss plus, for each teacher i,
 tasks of a multi-task run (expert teachers, Sec. 5.2); a task covered by two teachers gets both terms.
 ``learner.rl_loss=false`` leaves only the distillation terms (the paper's policy-distillation baseline).
 
-Design: teacher logits are computed **in the actors**, by an actor hook per teacher
-(:class:`~kickstart.kickstarting.hooks.TeacherHook`), and stored with the unroll as extra per-step
-fields ``teacher_logits/<name>`` of shape ``[T+1, N, L_student]`` (float32); the learner's loss term
-(:class:`~kickstart.kickstarting.term.KickstartTerm`) reads them. Why:
+Design: where teacher logits are computed is ``kickstart.placement`` (default ``auto``):
 
-* a recurrent teacher keeps its own core state along the student's stream (carried across unroll
-  boundaries, reset at ``first``), so its logits are exactly what it would output had it watched the
-  same stream;
-* the learner, the bottleneck on small machines, does no extra forward pass;
-* teacher inference is batched over an actor's envs and scales with the number of actors.
+* **in the learner** (``auto`` for feed-forward teachers that are torch modules: kickstart
+  checkpoints, exported policies, TorchScript files): :class:`~kickstart.kickstarting.term.KickstartTerm`
+  holds the teacher and runs it on each batch, over the columns whose task it covers, on the
+  learner's device. One pass over ``T x B`` rows is the cheapest way to run a network (on a GPU it
+  is nearly free, and on CPU it took less time per step than the same teacher in the actor, see
+  ``bench/throughput``), nothing extra travels with the unrolls, and the actors, which on a
+  machine with few cores are often the bottleneck, do no extra work;
+* **in the actors** (``auto`` for recurrent teachers and plain Python callables; ``actor`` for all):
+  an actor hook per teacher (:class:`~kickstart.kickstarting.hooks.TeacherHook`) runs it once per
+  unroll and stores its logits with the unroll as ``teacher_logits/<name>`` (``[T+1, N, L_student]``
+  float32), which the term reads. A recurrent teacher must run there: it keeps its own core state
+  along each env's stream (carried across unroll boundaries, reset at ``first``), so its logits are
+  exactly what it would output had it watched the same stream, which a learner seeing batches of
+  unrolls from many actors cannot reproduce. Teacher inference then scales with the actors.
 
-A teacher whose current lambda is 0 (the learner publishes ``kickstart/lambda/<name>`` with its
-parameters; the hook reads it in ``set_hparams``) skips its forward pass; its field then holds NaN,
-which the loss ignores, and the term skips it too.
+A teacher whose current lambda is 0 skips its forward pass in both places (the learner publishes
+``kickstart/lambda/<name>`` with its parameters; an actor hook reads it in ``set_hparams`` and stores
+NaN, which the loss ignores).
 
 Modules: :mod:`.teachers` (loading frozen teachers of any architecture and adapting observations and
 actions), :mod:`.hooks` (the actor side), :mod:`.term` (the learner side), :mod:`.schedules`
@@ -40,7 +46,7 @@ import torch
 from kickstart.config import Config
 from kickstart.kickstarting.hooks import TeacherHook, field_name, make_hooks, task_ids
 from kickstart.kickstarting.schedules import schedule_value
-from kickstart.kickstarting.teachers import check_name, load_bound_teacher, register_teacher
+from kickstart.kickstarting.teachers import check_name, load_bound_teacher, placement, register_teacher
 from kickstart.kickstarting.term import KickstartTerm
 from kickstart.runtime.backend import HookFactory
 from kickstart.runtime.unroll import Field
@@ -69,11 +75,14 @@ def build(cfg: Config, spec: EnvSpec) -> KickstartSetup:
     ks = cfg.kickstart
     if not ks.enabled:
         return KickstartSetup()
-    covered, fields = {}, {}
+    covered, fields, in_learner = {}, {}, {}
     for name, tc in ks.teachers.items():
         check_name(name)
         covered[name] = task_ids(name, tc.tasks, spec)
         teacher = load_bound_teacher(name, tc, spec)
-        fields[field_name(name)] = Field((teacher.num_logits,), torch.float32)
-    term = KickstartTerm(ks, covered, spec.num_tasks)
-    return KickstartSetup([term], HookFactory(make_hooks), fields)
+        if placement(name, ks.placement, teacher) == "learner":
+            in_learner[name] = teacher
+        else:
+            fields[field_name(name)] = Field((teacher.num_logits,), torch.float32)
+    term = KickstartTerm(ks, covered, spec.num_tasks, in_learner)
+    return KickstartSetup([term], HookFactory(make_hooks) if fields else None, fields)

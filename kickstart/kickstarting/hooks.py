@@ -1,4 +1,5 @@
-"""Teachers in the actors: one :class:`TeacherHook` per teacher writes its logits with the unroll.
+"""Teachers in the actors: one :class:`TeacherHook` per actor-placed teacher (``kickstart.placement``)
+writes its logits with the unroll.
 
 The hook runs once per unroll (``finish``, see ``Actor.collect``), after the actor has filled the
 unroll, over its new entries ``start..T`` (``start`` is 0 in an actor's first unroll, else 1: entry
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from kickstart.config import Config
 from kickstart.errors import UserError
-from kickstart.kickstarting.teachers import BoundTeacher, load_bound_teacher
+from kickstart.kickstarting.teachers import BoundTeacher, load_bound_teacher, placement
 from kickstart.runtime.unroll import Field, net_inputs
 from kickstart.specs import EnvSpec
 
@@ -62,6 +63,21 @@ def task_ids(name: str, tasks: Sequence[str], spec: EnvSpec) -> list[int]:
         if i not in out:
             out.append(i)
     return out
+
+
+def run_teacher(teacher: BoundTeacher, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
+                state: tuple[Tensor, ...], max_rows: int | None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """``teacher`` over ``[T', n]`` in as few calls as keep each within ``max_rows`` rows (None: one
+    call): consecutive pieces of time, the state carried from one to the next (same logits)."""
+    steps, cols = first.shape
+    pieces = 1 if max_rows is None else max(1, min(steps, -(-steps * cols // max_rows)))
+    if pieces == 1:
+        return teacher.unroll(obs, first, last_action, last_reward, state)
+    out, bounds = [], [steps * i // pieces for i in range(pieces + 1)]
+    for s, e in zip(bounds, bounds[1:]):
+        logits, state = teacher.unroll(obs[s:e], first[s:e], last_action[s:e], last_reward[s:e], state)
+        out.append(logits)
+    return torch.cat(out), state
 
 
 class TeacherHook:
@@ -107,17 +123,7 @@ class TeacherHook:
 
     def _run(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
              state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """The teacher over ``[T', cols]`` in as few calls as keep each within ``max_rows`` rows:
-        consecutive pieces of time, the state carried from one to the next (same logits)."""
-        steps, cols = first.shape
-        pieces = max(1, min(steps, -(-steps * cols // self.max_rows)))
-        if pieces == 1:
-            return self.teacher.unroll(obs, first, last_action, last_reward, state)
-        out, bounds = [], [steps * i // pieces for i in range(pieces + 1)]
-        for s, e in zip(bounds, bounds[1:]):
-            logits, state = self.teacher.unroll(obs[s:e], first[s:e], last_action[s:e], last_reward[s:e], state)
-            out.append(logits)
-        return torch.cat(out), state
+        return run_teacher(self.teacher, obs, first, last_action, last_reward, state, self.max_rows)
 
     def __call__(self, obs: Tensor, first: Tensor, task: Tensor, last_action: Tensor,
                  last_reward: Tensor) -> dict[str, Tensor]:
@@ -170,9 +176,12 @@ class TeacherHook:
 
 
 def make_hooks(cfg: Config, spec: EnvSpec) -> list[TeacherHook]:
-    """The teacher hooks of a run (use as ``HookFactory(make_hooks)``; runs in each actor process)."""
+    """The hooks of the teachers that run in the actors (``kickstart.placement``, see
+    :func:`~kickstart.kickstarting.teachers.placement`); use as ``HookFactory(make_hooks)``, it runs
+    in each actor process."""
     hooks = []
     for name, tc in cfg.kickstart.teachers.items():
-        tasks = task_ids(name, tc.tasks, spec)
-        hooks.append(TeacherHook(name, load_bound_teacher(name, tc, spec), tasks))
+        teacher = load_bound_teacher(name, tc, spec)
+        if placement(name, cfg.kickstart.placement, teacher) == "actor":
+            hooks.append(TeacherHook(name, teacher, task_ids(name, tc.tasks, spec)))
     return hooks

@@ -23,7 +23,8 @@ the learner runs it (one call; an LSTM resets at ``first`` inside it), a TorchSc
 teacher over the ``T * n`` observations as one batch (``B = T * n`` in its signature).
 
 Teachers are frozen: parameters have ``requires_grad=False``, modules are in ``eval()`` mode, they
-run under ``torch.no_grad()`` and belong to no optimizer (they live in the actors only).
+run under ``torch.no_grad()`` and belong to no optimizer (they live in the actors, or beside the
+learner's network in the loss term, see :func:`placement`).
 
 :func:`bind` adapts a teacher to the student's env spec (:class:`BoundTeacher`):
 
@@ -52,15 +53,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from kickstart.config import TeacherConfig
+from kickstart.distributions import log_softmax
 from kickstart.errors import CheckpointError, UserError
 from kickstart.specs import EnvSpec
 
 __all__ = ["BoundTeacher", "FunctionTeacher", "NetTeacher", "RegisteredTeacher", "Teacher", "action_mapping",
-           "bind", "load_bound_teacher", "load_teacher", "obs_channels", "register_teacher", "teacher_kind"]
+           "bind", "load_bound_teacher", "load_teacher", "obs_channels", "placement", "register_teacher",
+           "teacher_kind"]
 
 State = tuple[Tensor, ...]
 
@@ -113,6 +115,16 @@ class Teacher:
     def initial_state(self, batch_size: int) -> State:
         return ()
 
+    @property
+    def movable(self) -> bool:
+        """Whether :meth:`to` can move it to another device (a torch module can; a Python callable,
+        which may hold its own weights anywhere, cannot)."""
+        return False
+
+    def to(self, device: torch.device) -> "Teacher":
+        """Move its weights to ``device`` (a no-op for teachers that are not :attr:`movable`)."""
+        return self
+
     def __call__(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
                  state: State) -> tuple[Tensor, State]:
         """One step for ``n`` envs: ``obs [n, *obs_shape]``, ``first``/``last_reward`` ``[n]``,
@@ -159,6 +171,14 @@ class NetTeacher(Teacher):
     def initial_state(self, batch_size: int) -> State:
         return tuple(self.net.initial_state(batch_size))
 
+    @property
+    def movable(self) -> bool:
+        return True
+
+    def to(self, device: torch.device) -> "NetTeacher":
+        self.net.to(device)
+        return self
+
     def __call__(self, obs, first, last_action, last_reward, state):
         logits, state = self.unroll(obs[None], first[None], last_action[None], last_reward[None], state)
         return logits[0], state
@@ -182,6 +202,15 @@ class FunctionTeacher(Teacher):
         self.action_meanings = None if action_meanings is None else tuple(str(m) for m in action_meanings)
         self.obs_shape = None if obs_shape is None else tuple(int(d) for d in obs_shape)
         self.num_logits = None if self.action_meanings is None else len(self.action_meanings)
+
+    @property
+    def movable(self) -> bool:
+        return isinstance(self.fn, torch.nn.Module)   # TorchScript modules are
+
+    def to(self, device: torch.device) -> "FunctionTeacher":
+        if self.movable:
+            self.fn.to(device)
+        return self
 
     def __call__(self, obs, first, last_action, last_reward, state):
         with torch.no_grad():
@@ -398,13 +427,20 @@ class BoundTeacher:
     def initial_state(self, batch_size: int) -> State:
         return self.teacher.initial_state(batch_size)
 
+    def to(self, device: torch.device) -> "BoundTeacher":
+        """Move the teacher (if :attr:`Teacher.movable`) and its action maps to ``device``."""
+        self.teacher.to(device)
+        if self.index is not None:
+            self.index, self.inverse = self.index.to(device), self.inverse.to(device)
+        return self
+
     def to_student(self, logits: Tensor) -> Tensor:
         """Teacher logits ``[..., A_T]`` -> ``[..., L_student]``: log-probs scattered by the action
         mapping, ``-inf`` for student actions the teacher lacks (MultiDiscrete: as they are)."""
         logits = logits.float()
         if self.multi_discrete:
             return logits
-        log_p = F.log_softmax(logits, dim=-1)
+        log_p = log_softmax(logits)
         if self.index is None:
             return log_p
         out = log_p.new_full(log_p.shape[:-1] + (self.num_logits,), -math.inf)
@@ -435,3 +471,19 @@ def bind(teacher: Teacher, student: EnvSpec) -> BoundTeacher:
 
 def load_bound_teacher(name: str, cfg: TeacherConfig, student: EnvSpec) -> BoundTeacher:
     return bind(load_teacher(name, cfg), student)
+
+
+def placement(name: str, mode: str, teacher: BoundTeacher) -> str:
+    """Where teacher ``name`` runs, ``"actor"`` or ``"learner"``, under ``kickstart.placement=mode``
+    (see :mod:`kickstart.kickstarting`): ``auto`` puts feed-forward torch-module teachers in the
+    learner and the others in the actors; ``learner`` with a recurrent teacher is a UserError."""
+    if mode == "actor":
+        return "actor"
+    if teacher.recurrent:
+        if mode == "learner":
+            raise UserError(f"teacher {name!r} is recurrent: it runs in the actors, where its core state "
+                            f"follows each env's stream; use kickstart.placement=auto or actor")
+        return "actor"
+    if mode == "learner":
+        return "learner"
+    return "learner" if teacher.teacher.movable else "actor"

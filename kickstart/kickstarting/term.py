@@ -7,6 +7,11 @@ stronger or weaker at once). ``alpha`` (``kickstart/alpha``) and each ``rho_i``
 per-teacher PBT evolves ``alpha`` and the ``rho_i``, fixed schedules leave both at their initial
 values. The learner publishes ``kickstart/lambda/<teacher>`` to the actors so that a teacher whose
 weight is 0 is not run.
+
+Teachers placed in the learner (``kickstart.placement``) are held by this term and run here, on the
+batch's covered columns and on the learner's device, before the loss; the others' logits arrive
+with the batch (``teacher_logits/<name>``, written by the actors' hooks). A teacher whose weight is 0
+is skipped in both places.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from __future__ import annotations
 import torch
 
 from kickstart.config import KickstartConfig
-from kickstart.kickstarting.hooks import field_name, lambda_name
+from kickstart.kickstarting.hooks import TeacherHook, field_name, lambda_name, run_teacher
 from kickstart.kickstarting.schedules import schedule_value
+from kickstart.kickstarting.teachers import BoundTeacher
 from kickstart.learner import LossContext
 from kickstart.losses.kickstart import distillation_loss, masked_means, per_step_stats
+from kickstart.runtime.unroll import net_inputs
 
 ALPHA = "kickstart/alpha"
 
@@ -31,15 +38,23 @@ class KickstartTerm:
 
     name = "kickstart"
 
-    def __init__(self, cfg: KickstartConfig, covered_tasks: dict[str, list[int]], num_tasks: int):
+    max_rows = TeacherHook.max_rows
+    """Rows per teacher call on a CPU learner (as in the actors); one call on a GPU."""
+
+    def __init__(self, cfg: KickstartConfig, covered_tasks: dict[str, list[int]], num_tasks: int,
+                 learner_teachers: dict[str, BoundTeacher] | None = None):
         """
         Args:
           cfg: the schedule, ``alpha`` and each teacher's ``rho``.
           covered_tasks: per teacher (in ``cfg.teachers``), the task ids it covers.
           num_tasks: tasks of the run.
+          learner_teachers: the teachers this term runs itself (placed in the learner), by name;
+            the others' logits are read from the batch.
         """
         self.cfg = cfg
         self.teachers = list(cfg.teachers)
+        self.learner_teachers = dict(learner_teachers or {})
+        self._devices: dict[str, torch.device] = {}
         self.hparams = {ALPHA: float(cfg.alpha)}
         for t in self.teachers:
             self.hparams[rho_name(t)] = float(cfg.teachers[t].rho)
@@ -59,6 +74,32 @@ class KickstartTerm:
     def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
         return {lambda_name(t): w for t, w in self.weights(hparams, frames).items()}
 
+    def _teacher_logits(self, name: str, batch: dict[str, torch.Tensor], cover: torch.Tensor,
+                        width: int) -> torch.Tensor:
+        """A learner-placed teacher's log-probabilities ``[T, B, L]`` at entries ``0..T-1``, computed
+        on the batch columns with a covered step (0 in the others: masked out by ``cover``)."""
+        teacher = self.learner_teachers[name]
+        device = cover.device
+        if self._devices.get(name) != device:
+            teacher.to(device)
+            self._devices[name] = device
+        T, B = cover.shape
+        cols = cover.any(0).nonzero().squeeze(-1)
+        every = cols.numel() == B
+        if cols.numel() == 0:
+            return torch.zeros(T, B, width, device=device)
+        inputs = [batch[k][:-1] for k in ("obs", "last_action", "reward", "first")]
+        if not every:
+            inputs = [x.index_select(1, cols) for x in inputs]
+        obs, last_action, reward, first = net_inputs(*inputs)
+        logits, _ = run_teacher(teacher, obs, first, last_action, reward, teacher.initial_state(first.shape[1]),
+                                self.max_rows if device.type == "cpu" else None)
+        if torch.isnan(logits).any():
+            raise FloatingPointError(f"teacher {name!r} produced NaN logits")
+        if every:
+            return logits
+        return logits.new_zeros(T, B, logits.shape[-1]).index_copy_(1, cols, logits)
+
     def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
         student = ctx.out.policy_logits[:-1]            # entries 0..T-1, as the IMPALA terms
         task = ctx.batch["task"][:-1]
@@ -69,9 +110,14 @@ class KickstartTerm:
             metrics[f"kickstart/{t}/lambda"] = lam
             if lam == 0.0:
                 continue                                # no cost: nothing computed
-            teacher = ctx.batch[field_name(t)][:-1]
-            # NaN logits: the actor did not run the teacher there (see kickstarting/hooks.py).
-            masks[t] = self.covers[t].to(task.device)[task] & ~torch.isnan(teacher[..., 0])
+            cover = self.covers[t].to(task.device)[task]
+            if t in self.learner_teachers:
+                teacher = self._teacher_logits(t, ctx.batch, cover, student.shape[-1])
+                masks[t] = cover
+            else:
+                teacher = ctx.batch[field_name(t)][:-1]
+                # NaN logits: the actor did not run the teacher there (see kickstarting/hooks.py).
+                masks[t] = cover & ~torch.isnan(teacher[..., 0])
             active.append((t, lam, teacher))
         if not active:
             metrics["loss/kickstart"] = 0.0
