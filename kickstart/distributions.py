@@ -26,7 +26,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ActionDist", "Categorical", "MultiCategorical", "make_dist"]
+__all__ = ["ActionDist", "Categorical", "MultiCategorical", "log_softmax", "make_dist"]
+
+_NARROW = 16
+"""Last dims up to this width take the transposed path of :func:`log_softmax` on CPU."""
+_MANY_ROWS = 256
+
+
+def log_softmax(x: Tensor) -> Tensor:
+    """``log_softmax`` over the last dim, the same values as ``F.log_softmax(x, -1)``.
+
+    On CPU, PyTorch's kernel over a narrow last dim runs row by row: measured here (one thread,
+    torch 2.13) 161 us for ``[20, 80, 6]``, and 249 us with its backward, where the same over dim 0
+    of a transposed contiguous copy takes 24 us (77 us with backward), copy included. Every loss of
+    the learner takes a few of these per batch, so narrow action spaces take the transposed path
+    (the result is a transposed view). Wide last dims, few rows and GPUs use the plain kernel.
+    """
+    if x.device.type == "cpu" and x.dim() >= 2 and x.shape[-1] <= _NARROW and x.numel() >= _MANY_ROWS * x.shape[-1]:
+        return F.log_softmax(x.movedim(-1, 0).contiguous(), dim=0).movedim(0, -1)
+    return F.log_softmax(x, dim=-1)
 
 
 class ActionDist:
@@ -64,13 +82,13 @@ class ActionDist:
         """
         rows = self._rows(self._check_logits(logits))
         idx = self._check_actions(logits, actions).long()
-        log_p = F.log_softmax(rows, dim=-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        log_p = log_softmax(rows).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
         return self._reduce(log_p)
 
     def entropy(self, logits: Tensor) -> Tensor:
         """Entropy ``H(p) = -sum_a p(a) log p(a)``: ``[..., num_logits]`` -> ``[...]``."""
         rows = self._rows(self._check_logits(logits))
-        log_p = F.log_softmax(rows, dim=-1)
+        log_p = log_softmax(rows)
         # Masked (-inf) logits: p = 0, and the clamp turns 0 * -inf into 0 * finite (with a zero
         # gradient through the clamp, so backward stays finite too).
         log_p_finite = log_p.clamp(min=torch.finfo(log_p.dtype).min)
@@ -135,8 +153,8 @@ class ActionDist:
         if target_logits.shape != logits.shape:
             raise ValueError(f"{self!r}: target_logits {tuple(target_logits.shape)} and logits "
                              f"{tuple(logits.shape)} must have the same shape")
-        log_p_t = F.log_softmax(self._rows(self._check_logits(target_logits)), dim=-1)
-        log_p = F.log_softmax(self._rows(logits), dim=-1)
+        log_p_t = log_softmax(self._rows(self._check_logits(target_logits)))
+        log_p = log_softmax(self._rows(logits))
         return log_p_t.exp(), log_p_t, log_p
 
     def _check_logits(self, logits: Tensor) -> Tensor:

@@ -241,3 +241,20 @@ def test_pickles_without_device_caches():
     clone = pickle.loads(pickle.dumps(dist))
     assert clone == dist and clone._pad_index_cache == {}
     torch.testing.assert_close(clone.entropy(torch.zeros(2, 9)), dist.entropy(torch.zeros(2, 9)))
+
+
+@pytest.mark.parametrize("shape", [(20, 80, 6), (1600, 4), (2, 3, 6), (21, 64, 18), (300, 40), (7,)])
+def test_log_softmax_equals_torchs_on_every_path_with_masked_actions_and_gradients(shape):
+    from kickstart.distributions import log_softmax
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g) * 3
+    if x.shape[-1] > 2:
+        x[..., 1] = -math.inf                  # an action some policy cannot take
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, ref = log_softmax(a), torch.nn.functional.log_softmax(b, dim=-1)
+    assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-5, rtol=0)
+    w = torch.rand(shape, generator=g)
+    (torch.where(torch.isfinite(ours), ours, 0.0) * w).sum().backward()
+    (torch.where(torch.isfinite(ref), ref, 0.0) * w).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-5)
