@@ -694,3 +694,30 @@ def test_a_learner_teacher_follows_the_batch_to_the_gpu():
     loss, metrics = term(LossContext(batch=batch, out=out, dist=Categorical(6), hparams=dict(term.hparams),
                                      reduction="mean", frames=0))
     assert loss.device.type == "cuda" and math.isfinite(metrics["kickstart/ff/kl"])
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_a_bf16_teacher_gives_float32_log_probs_close_to_its_fp32_self(recurrent):
+    from kickstart.kickstarting.teachers import load_bound_teacher
+
+    teacher = lstm_teacher() if recurrent else ff_teacher()
+    spec = spec_of()
+    fp32 = bind(teacher, spec)
+    low = bind(NetTeacher("low", copy_net(teacher.net)).with_precision("bf16"), spec)
+    assert all(p.dtype == (torch.float32 if recurrent else torch.bfloat16) for p in low.teacher.net.parameters())
+    obs, first, last_action, reward = random_stream(6, 5)
+    a, _ = fp32.unroll(obs, first, last_action, reward, fp32.initial_state(5))
+    b, sb = low.unroll(obs, first, last_action, reward, low.initial_state(5))
+    assert b.dtype == torch.float32 and all(s.dtype == torch.float32 for s in sb)
+    assert torch.allclose(b.exp().sum(-1), torch.ones(6, 5), atol=1e-3)
+    assert (a - b).abs().max() < 0.25 and not torch.equal(a, b)     # rounded, not the same numbers
+    with pytest.raises(UserError, match="precision=bf16 applies to checkpoint teachers only"):
+        load_bound_teacher("fn", TeacherConfig(callable="test_kickstarting:constant_teacher", precision="bf16"), spec)
+    with pytest.raises(UserError, match="precision='fp16' is not valid; choose one of: fp32, bf16"):
+        TeacherConfig(path="x", precision="fp16")
+
+
+def copy_net(net):
+    import copy
+
+    return copy.deepcopy(net)

@@ -175,6 +175,15 @@ class NetTeacher(Teacher):
     def movable(self) -> bool:
         return True
 
+    def with_precision(self, precision: str) -> "NetTeacher":
+        """Run in ``precision`` (``fp32`` or ``bf16``; outputs and state stay float32). A
+        feed-forward teacher also stores its weights in bf16 (no per-call weight casts); a recurrent
+        one keeps float32 weights and state and runs its matmuls under autocast."""
+        self.net.precision = precision
+        if precision == "bf16" and not self.recurrent:
+            self.net.to(torch.bfloat16)
+        return self
+
     def to(self, device: torch.device) -> "NetTeacher":
         self.net.to(device)
         return self
@@ -322,8 +331,11 @@ def load_teacher(name: str, cfg: TeacherConfig) -> Teacher:
     """Load the frozen teacher ``cfg`` describes; one-line :class:`UserError` on any problem."""
     check_name(name)
     kind = teacher_kind(name, cfg)
+    if cfg.precision != "fp32" and kind != "checkpoint":
+        raise UserError(f"teacher {name!r}: precision={cfg.precision} applies to checkpoint teachers only; "
+                        f"this one is a {kind} teacher (use precision=fp32)")
     if kind == "checkpoint":
-        return _load_checkpoint_teacher(name, cfg.path)
+        return _load_checkpoint_teacher(name, cfg.path).with_precision(cfg.precision)
     if kind == "torchscript":
         return _load_torchscript_teacher(name, cfg.path)
     reg = _resolve_callable(name, cfg.callable)
