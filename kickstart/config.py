@@ -349,7 +349,7 @@ ACTION_SETS = ("full", "minimal")
 SHAREABLE = ("torso", "core", "policy_head")
 KL_KINDS = ("full", "masked")
 KL_GRADS = ("both", "target")
-MIXINGS = ("explicit",)
+MIXINGS = ("explicit", "sampled")
 ALPHA_SCHEDULES = ("constant", "linear", "piecewise")
 
 
@@ -421,7 +421,10 @@ class MixMatchConfig:
     it is the next component's policy restricted to its actions and renormalised (needs a shared
     core)."""
     mixing: str = "explicit"
-    """``explicit``: pi_mm mixes probabilities (the paper's choice, lower variance)."""
+    """``explicit``: the agent acts with pi_mm, mixing probabilities (the paper's choice, lower
+    variance); ``sampled``: at each step each env draws a selector c ~ w and acts with pi_c alone.
+    Same behaviour and same expected policy gradient; the learner replays the recorded c and trains
+    pi_c on that step (an unbiased Monte Carlo estimate of the explicit gradient, M&M Sec. 3.1)."""
 
     def __post_init__(self) -> None:
         s = "mixmatch"

@@ -7,6 +7,11 @@ Loss reduction: with ``learner.loss_reduction=sum`` (the default, as IMPALA and 
 term is summed over time and batch, so the effective learning rate grows with ``T x B``; the
 papers' RMSProp epsilon of 0.1 and their learning rates assume this. ``mean`` averages instead.
 All terms use the same reduction, so a kickstarting weight lambda means the same in both.
+
+The network sees the whole batch as ``replay``: a network that samples values while acting and
+records them in the unroll (``extras["record"]``, e.g. Mix & Match's sampled selector; see
+:mod:`kickstart.runtime.unroll`) reuses the recorded values, so that its policy logits are those of
+the policy that acted. Other networks ignore it.
 """
 
 from __future__ import annotations
@@ -131,7 +136,8 @@ class Learner:
         self.prepare(frames)
         obs, last_action, last_reward, first = net_inputs(batch["obs"], batch["last_action"],
                                                           batch["reward"], batch["first"])
-        out, _ = self.net(obs, last_action, last_reward, first, core_state_of(batch), batch["task"])
+        # replay: recorded values (e.g. a sampled M&M selector) are reused, not drawn again.
+        out, _ = self.net(obs, last_action, last_reward, first, core_state_of(batch), batch["task"], replay=batch)
         logits, values = out.policy_logits, out.baseline
 
         # Realignment (see kickstart/runtime/unroll.py): action a_t and behaviour logits at entries

@@ -6,6 +6,8 @@ action space. A component acting over a smaller action set has ``NEG`` (not -inf
 
 * :func:`chain_weights`: the mixture weights ``w_1..w_K`` from the curriculum position ``alpha``.
 * :func:`mixture_log_probs`: ``log pi_mm = log sum_i w_i pi_i`` (explicit mixing, Sec. 3.1).
+* :func:`sample_selector`, :func:`select`, :func:`selector_posterior`: the sampled-selector
+  variant of the mixture (Sec. 3.1; the derivation of its gradient is in :func:`select`).
 * :func:`kl`: ``KL(pi_1 || pi_2)`` per state, full or masked to pi_1's support (Sec. 4.1).
 * :func:`mm_loss`: ``(1 - alpha) sum_i KL(pi_i || pi_{i+1})`` (Eq. 1; adjacent pairs for K > 2).
 * :func:`collision_entropy`: ``-log sum_a pi(a)^2`` (Fig. 5).
@@ -13,6 +15,7 @@ action space. A component acting over a smaller action set has ``NEG`` (not -inf
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -51,6 +54,56 @@ def mixture_log_probs(log_probs: Sequence[Tensor], weights: Sequence[float]) -> 
         raise ValueError("mixture weights are all 0")
     out = torch.logsumexp(torch.stack(terms), dim=0)
     return out.clamp(min=NEG)
+
+
+def sample_selector(weights: Sequence[float], shape: Sequence[int],
+                    generator: torch.Generator | None = None) -> Tensor:
+    """Selectors ``c ~ Categorical(w)``, independently for each of ``shape``'s entries: an int64
+    tensor of component indices ``0..K-1`` (on the CPU; ``generator`` None: the global RNG). A
+    component with weight 0 is never drawn."""
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+    if not (w >= 0).all() or not w.sum() > 0:
+        raise ValueError(f"mixture weights {list(weights)} must be >= 0 and not all 0")
+    n = math.prod(shape)
+    if n == 0:
+        return torch.zeros(tuple(shape), dtype=torch.int64)
+    return torch.multinomial(w, n, replacement=True, generator=generator).view(tuple(shape))
+
+
+def select(log_probs: Sequence[Tensor], selector: Tensor) -> Tensor:
+    """``log pi_{c}(.)`` per state: the log-probabilities of the component each state's selector
+    ``c`` (``[...]`` int64, as ``log_probs[i]``'s leading axes) picks; ``[..., A]``. The gradient
+    reaches only the selected component.
+
+    The sampled-selector policy (M&M Sec. 3.1). The actor draws ``c_t ~ w`` and then
+    ``a_t ~ pi_{c_t}``, so ``a_t``'s marginal is ``pi_mm = sum_i w_i pi_i``: the same behaviour as
+    explicit mixing. Given ``a_t``, the selector is distributed as its posterior
+    ``P(c | a_t) = w_c pi_c(a_t) / pi_mm(a_t)`` (:func:`selector_posterior`), hence
+
+        E[grad log pi_{c_t}(a_t) | a_t] = sum_c w_c pi_c(a_t) / pi_mm(a_t) * grad pi_c(a_t) / pi_c(a_t)
+                                        = grad (sum_c w_c pi_c(a_t)) / pi_mm(a_t)
+                                        = grad log pi_mm(a_t)
+
+    (``w`` does not depend on the parameters). A policy gradient on ``log pi_{c_t}(a_t)`` with the
+    recorded ``c_t`` is therefore an unbiased Monte Carlo estimate of the explicit-mixing policy
+    gradient, with more variance, which is why the paper mixes explicitly.
+    """
+    stacked = torch.stack(list(log_probs))                                   # [K, ..., A]
+    if selector.shape != stacked.shape[1:-1]:
+        raise ValueError(f"selector of shape {tuple(selector.shape)} does not match the policies' "
+                         f"{tuple(stacked.shape[1:-1])}")
+    idx = selector.to(device=stacked.device, dtype=torch.long)[None, ..., None].expand(1, *stacked.shape[1:])
+    return stacked.gather(0, idx)[0]
+
+
+def selector_posterior(log_probs: Sequence[Tensor], weights: Sequence[float], actions: Tensor) -> Tensor:
+    """``P(c = i | a) = w_i pi_i(a) / pi_mm(a)``, the selector's posterior once action ``a``
+    (``[...]``) is seen; ``[K, ...]``, summing to 1 over components."""
+    joint = []                                                               # log w_i pi_i(a)
+    for lp, w in zip(log_probs, weights):
+        lp_a = lp.gather(-1, actions[..., None].long())[..., 0]
+        joint.append(lp_a + math.log(float(w)) if w > 0 else torch.full_like(lp_a, NEG))
+    return torch.softmax(torch.stack(joint), dim=0)
 
 
 def kl(log_p: Tensor, log_q: Tensor, support: Tensor | None = None, masked: bool = False) -> Tensor:

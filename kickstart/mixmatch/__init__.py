@@ -8,8 +8,19 @@ alpha moves from 0 (pi_1 acts) to 1 (only pi_K acts) by a schedule or by PBT
 
 It plugs into the one learner like kickstarting does: a network (:class:`.net.MixMatchNet`, built by
 :func:`kickstart.nets.build_agent` when ``mixmatch.components`` is set) and a loss term
-(:class:`.term.MixMatchTerm`). No actor hook and no extra unroll field: the mixture is the
-behaviour policy, and its alpha travels with the parameters.
+(:class:`.term.MixMatchTerm`). No actor hook: the network is the behaviour policy, and its alpha
+travels with the parameters.
+
+Mixing (``mixmatch.mixing``): ``explicit`` (the paper's) acts with ``pi_mm``. ``sampled`` draws a
+selector ``c ~ w`` per env and step and acts with ``pi_c``; the network records ``c`` (the generic
+``extras["record"]`` mechanism of :mod:`kickstart.runtime.unroll`) in the one extra unroll field,
+``mixmatch/selector``, and the learner trains ``pi_c`` on each step with the recorded ``c``:
+V-trace's target and behaviour log-probabilities and the entropy bonus are those of ``pi_c``. As
+``E[grad log pi_c(a) | a] = grad log pi_mm(a)`` this is an unbiased, noisier estimate of the
+explicit-mixing policy gradient (derived in :func:`kickstart.losses.mixmatch.select`). The value
+head (the value of the control policy) and the distillation term are the same in both modes. A
+change of alpha between acting and learning is not importance-corrected in sampled mode (c is
+treated as part of the state), whereas explicit mode's ``pi_mm`` ratio includes it.
 
 Curricula (shipped configs under ``configs/mixmatch/``):
 
@@ -47,16 +58,21 @@ def default_lambda(cfg: Config) -> float:
 
 
 def build(cfg: Config, spec: EnvSpec):
-    """The M&M pieces of run ``cfg``: its loss term, and (multitask) PBT's evaluation policy. Builds
-    the network once so that a bad component (an action with no image in the env's action space,
-    modules that cannot be shared) is a one-line error before any run directory exists."""
+    """The M&M pieces of run ``cfg``: its loss term, the selector's unroll field (``mixing=sampled``),
+    and (multitask) PBT's evaluation policy. Builds the network once so that a bad component (an
+    action with no image in the env's action space, modules that cannot be shared) is a one-line
+    error before any run directory exists."""
+    import torch
+
     from kickstart.methods import MethodSetup
-    from kickstart.mixmatch.net import MixMatchNet, target_policy
+    from kickstart.mixmatch.net import SELECTOR, MixMatchNet, target_policy
+    from kickstart.runtime.unroll import Field
 
     MixMatchNet(cfg, spec)
     term = MixMatchTerm(cfg.mixmatch, default_lambda(cfg), spec.action_meanings)
     multitask = any(c.per_task for c in cfg.mixmatch.components)
-    return MethodSetup(terms=[term], eval_policy=target_policy if multitask else None)
+    fields = {SELECTOR: Field((), torch.int64)} if cfg.mixmatch.mixing == "sampled" else {}
+    return MethodSetup(terms=[term], extra_fields=fields, eval_policy=target_policy if multitask else None)
 
 
 def export_target_policy(net, cfg: Config) -> tuple[dict, dict]:

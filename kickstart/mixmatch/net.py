@@ -12,6 +12,17 @@ a smaller action set maps each of its actions to the target action with the same
 (``NOOP`` -> ``NOOP``, ``LEFT`` -> ``LEFT``), and gives the others probability 0. The control policy
 is the explicit mixture ``pi_mm = sum_i w_i pi_i`` (Sec. 3.1), with ``w = chain_weights(alpha, K)``.
 
+With ``mixmatch.mixing=sampled`` the policy the network outputs at each step is instead ``pi_c`` for
+a selector ``c ~ w`` drawn per env and step (:func:`kickstart.losses.mixmatch.select`, which derives
+why its gradient is an unbiased estimate of the explicit one). Acting, the network draws ``c`` from
+the generator the actor passes and returns it in ``extras["record"]["mixmatch/selector"]``; the
+actor stores it in the unroll field of that name, and the learner, passing the batch as ``replay``,
+gets ``pi_c`` for the recorded ``c`` back. Called with neither (evaluation, a teacher, shape
+probes) it returns ``pi_mm``: acting with it is the same process (``c_t`` is drawn afresh at every
+step, so ``a_t``'s distribution is ``pi_mm`` either way), without a random choice nobody records.
+The mixture ``log pi_mm`` is in ``extras["mm_mixture"]`` in every case (diagnostics describe the
+control policy).
+
 The value function: one baseline head on the *target* component's core output, estimating the
 value of the control policy pi_mm, which is what V-trace on pi_mm needs. It is trained from the
 start, so the target exported alone has a trained value head; the paper found transferring
@@ -32,6 +43,7 @@ from torch import nn
 
 from kickstart.config import ComponentConfig, Config, NetConfig
 from kickstart.errors import ConfigError
+from kickstart.losses import mixmatch as mmloss
 from kickstart.losses.mixmatch import NEG, chain_weights, mixture_log_probs
 from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
 from kickstart.nets.cores import make_core
@@ -115,10 +127,18 @@ class _PerTask(nn.Module):
         return out
 
 
+SELECTOR = "mixmatch/selector"
+"""The unroll field holding the selector c each env acted with (``mixing=sampled``): int64, 0-based."""
+
+
 class MixMatchNet(nn.Module):
-    """``forward`` has :class:`~kickstart.nets.AgentNet`'s signature and returns ``log pi_mm`` as
-    the policy logits; ``extras["mm_log_probs"]`` holds each component's log-probabilities over
-    the env's actions (``NEG`` outside its support), ``extras["mm_weights"]`` the mixture weights."""
+    """``forward`` has :class:`~kickstart.nets.AgentNet`'s signature and returns the control
+    policy's log-probabilities as the policy logits: ``log pi_mm``, or with ``mixing=sampled``
+    ``log pi_c`` for each step's selector c. ``extras["mm_log_probs"]`` holds each component's
+    log-probabilities over the env's actions (``NEG`` outside its support), ``extras["mm_weights"]``
+    the mixture weights, ``extras["mm_mixture"]`` ``log pi_mm``; sampled mode, given ``replay`` or
+    ``generator``, adds ``extras["record"] = {SELECTOR: c}`` (``[T, B]`` int64) and otherwise
+    returns ``log pi_mm``, as explicit mode does."""
 
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__()
@@ -135,6 +155,7 @@ class MixMatchNet(nn.Module):
                               f"full action set ({', '.join(spec.action_meanings)}); give it action_set=full")
         self.per_task = [c.per_task for c in mm.components]
         self.shared_head = mm.shared_head
+        self.mixing = mm.mixing
         share = set(mm.share)
         n_tasks = spec.num_tasks
         self.register_buffer("alpha", torch.tensor(float(mm.alpha)))
@@ -222,10 +243,21 @@ class MixMatchNet(nn.Module):
         return out
 
     # -- forward -------------------------------------------------------------------------------
-    def forward(self, obs, last_action, last_reward, first, state, task=None):
-        return forward_in_precision(self._forward, self.precision, obs, last_action, last_reward, first, state, task)
+    def forward(self, obs, last_action, last_reward, first, state, task=None, replay=None, generator=None):
+        return forward_in_precision(self._forward, self.precision, obs, last_action, last_reward, first, state, task,
+                                    replay=replay, generator=generator)
 
-    def _forward(self, obs, last_action, last_reward, first, state, task):
+    def _selector(self, weights, shape, replay, generator, device) -> torch.Tensor:
+        """The selectors of ``mixing=sampled``: the recorded ones (learner), else draws from
+        ``generator`` (the actor's)."""
+        if replay is None:
+            return mmloss.sample_selector(weights, shape, generator).to(device)
+        if SELECTOR not in replay:
+            raise ValueError(f"mixmatch.mixing=sampled: the replayed batch has no {SELECTOR!r} field; the unrolls "
+                             f"must come from actors whose unroll fields include mixmatch.build()'s extra_fields")
+        return replay[SELECTOR].to(device)
+
+    def _forward(self, obs, last_action, last_reward, first, state, task, replay=None, generator=None):
         T, B = obs.shape[:2]
         x = obs.reshape(T * B, *obs.shape[2:]).float()
         if self.spec.obs_scale != 1.0:
@@ -264,10 +296,16 @@ class MixMatchNet(nn.Module):
                 log_probs[i] = full.index_copy(-1, getattr(self, f"index_{i}"), lp)
         weights = self.weights()
         mixed = mixture_log_probs(log_probs, weights)
+        extras = {"mm_log_probs": tuple(log_probs), "mm_weights": weights, "mm_supports": self.supports(),
+                  "mm_mixture": mixed}
+        policy = mixed
+        if self.mixing == "sampled" and (replay is not None or generator is not None):
+            selector = self._selector(weights, (T, B), replay, generator, mixed.device)
+            policy = mmloss.select(log_probs, selector)
+            extras["record"] = {SELECTOR: selector}
         baseline = self.baseline_head(core_out[self._core_of[-1]].reshape(T * B, -1)).view(T, B)
         flat_state = tuple(s for st in new_states for s in st)
-        return AgentOutput(mixed, baseline.float(), {"mm_log_probs": tuple(log_probs), "mm_weights": weights,
-                                                        "mm_supports": self.supports()}), flat_state
+        return AgentOutput(policy, baseline.float(), extras), flat_state
 
     # -- export --------------------------------------------------------------------------------
     def target_config(self) -> NetConfig:

@@ -9,6 +9,7 @@ from kickstart.kickstarting.schedules import piecewise_linear
 from kickstart.learner import LossContext
 from kickstart.losses import mixmatch as mmloss
 from kickstart.losses.impala import reduce
+from kickstart.mixmatch.net import SELECTOR
 
 ALPHA = "mixmatch/alpha"
 LAMBDA = "mixmatch/lambda"
@@ -61,7 +62,7 @@ class MixMatchTerm:
                                    stop_simple=self.cfg.kl_grad == "target")
         loss = lam * reduce(per_state, ctx.reduction) if lam > 0 and alpha < 1 else per_state.new_zeros(())
         with torch.no_grad():
-            mixed = ctx.out.policy_logits[:-1]
+            mixed = ctx.out.extras["mm_mixture"][:-1]      # pi_mm, whichever policy acted (mixing)
             actions = ctx.batch["action"][:-1].reshape(-1)
             freq = torch.bincount(actions, minlength=len(self.action_meanings)).float() / max(1, actions.numel())
             metrics = {
@@ -73,6 +74,11 @@ class MixMatchTerm:
             }
             for i, w in enumerate(ctx.out.extras["mm_weights"]):
                 metrics[f"mixmatch/weight/{i + 1}"] = float(w)
+            selector = ctx.out.extras.get("record", {}).get(SELECTOR)
+            if selector is not None:      # mixing=sampled: how often each component acted
+                counts = torch.bincount(selector[:-1].reshape(-1), minlength=len(net_lp)).float()
+                for i, n in enumerate((counts / max(1, selector[:-1].numel())).tolist()):
+                    metrics[f"mixmatch/selected/{i + 1}"] = n
             for name, f in zip(self.action_meanings, freq.tolist()):
                 metrics[f"mixmatch/action_freq/{name}"] = f
         return loss, metrics

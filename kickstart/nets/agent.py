@@ -22,16 +22,19 @@ class AgentOutput(NamedTuple):
     baseline: torch.Tensor
     """``[T, B]`` state values."""
     extras: dict
-    """Empty for plain agents; methods (e.g. Mix & Match) put per-component outputs here."""
+    """Empty for plain agents; methods (e.g. Mix & Match) put per-component outputs here.
+    ``extras["record"]``, if present, maps unroll field names to ``[T, B, ...]`` values the network
+    sampled while acting (e.g. Mix & Match's selector): the actor stores them in the unroll, and the
+    learner hands them back through ``replay`` (see :mod:`kickstart.runtime.unroll`)."""
 
 
-def forward_in_precision(forward, precision: str, obs, *inputs) -> tuple[AgentOutput, State]:
-    """Run an agent's ``forward(obs, *inputs)`` in ``precision`` (``bf16``: under autocast) and
-    return its policy logits, baseline and state in float32."""
+def forward_in_precision(forward, precision: str, obs, *inputs, **options) -> tuple[AgentOutput, State]:
+    """Run an agent's ``forward(obs, *inputs, **options)`` in ``precision`` (``bf16``: under
+    autocast) and return its policy logits, baseline and state in float32 (extras as they are)."""
     if precision != "bf16":
-        return forward(obs, *inputs)
+        return forward(obs, *inputs, **options)
     with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
-        out, state = forward(obs, *inputs)
+        out, state = forward(obs, *inputs, **options)
     return (AgentOutput(out.policy_logits.float(), out.baseline.float(), out.extras),
             tuple(s.float() for s in state))
 
@@ -61,7 +64,8 @@ class AgentNet(nn.Module):
         return self.core.initial_state(batch_size, device)
 
     def forward(self, obs: torch.Tensor, last_action: torch.Tensor, last_reward: torch.Tensor,
-                first: torch.Tensor, state: State, task: torch.Tensor | None = None) -> tuple[AgentOutput, State]:
+                first: torch.Tensor, state: State, task: torch.Tensor | None = None,
+                replay: dict | None = None, generator: torch.Generator | None = None) -> tuple[AgentOutput, State]:
         """One unroll.
 
         Args:
@@ -72,6 +76,12 @@ class AgentNet(nn.Module):
           state: from :meth:`initial_state` or the previous call.
           task: ``[T, B]`` int64 task ids (multi-task agents such as Mix & Match's per-task
             specialists read it; this network ignores it).
+          replay: the learner's batch of unrolls (``[T, B, ...]`` fields): a network that samples
+            while acting (and so returns ``extras["record"]``) reuses the values recorded there
+            instead of sampling. None when acting. This network samples nothing and ignores it.
+          generator: the random generator a network that samples while acting draws from (the
+            actor passes its own). A network called with neither ``replay`` nor ``generator``
+            samples nothing and returns its expected policy (Mix & Match: pi_mm). Ignored here.
 
         Returns:
           ``(AgentOutput, state)`` with the state after step T-1. Outputs and state are float32

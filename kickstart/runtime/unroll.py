@@ -16,7 +16,8 @@ field              shape              meaning
 ``ep_end`` ...     [T+1, N]           finished *game* episodes arriving at x_t (stats only;
                                       written into columns 0..k-1, with ``ep_task``)
 ``core_state.i``   [N, *state_i]      the agent's core state *before* processing x_0
-extra fields       [T+1, N, ...]      written by actor hooks (e.g. a teacher's logits)
+extra fields       [T+1, N, ...]      written by actor hooks (e.g. a teacher's logits), or
+                                      recorded by the network (see below)
 =================  =================  ==========================================================
 
 Entry ``T`` of one unroll is entry ``0`` of the next (the ``T + 1`` overlap): the learner needs the
@@ -34,6 +35,15 @@ is 0 in an actor's first unroll, else 1, entry 0 being the previous entry T, cop
 fields). Running a network once over ``[T, N]`` costs far less than ``T`` calls over ``[N]``, so this
 is what hooks that only read the stream (teachers) use. A hook without ``finish`` is called per
 entry (``__call__``), right after the behaviour policy acted there, for outputs needed within the step.
+
+Recorded network outputs. A network whose behaviour policy depends on values it samples itself
+(Mix & Match's sampled selector) returns them in ``extras["record"]``, a dict from an unroll field
+name to a ``[T, B, ...]`` tensor; the actor, which calls the network with its own generator
+(``generator=``), copies each into the field of that name at the current entry. The method
+declares those fields (``MethodSetup.extra_fields``); like every per-step field, entry 0 of an
+unroll is the previous entry ``T``. The learner calls the network with ``replay=`` the batch, and
+the network reuses the recorded values instead of drawing new ones, so that with the actor's
+parameters it reproduces the behaviour logits exactly. The runtime knows only the field names.
 """
 
 from __future__ import annotations
@@ -165,12 +175,23 @@ class Actor:
         for hook in self.hooks:
             hook.set_hparams(hparams)
 
-    def _infer(self, obs, last_action, reward, first, state):
+    def _infer(self, buf, t, state):
+        """Act at entry ``t`` (its inputs already written) from core ``state``: write the behaviour
+        logits, the action and what the network recorded (see the module docstring) at ``t``, and
+        return the core state after it."""
         with torch.no_grad():
-            o, la, r, f = net_inputs(obs[None], last_action[None], reward[None], first[None])
-            out, new_state = self.net(o, la, r, f, state, self.task[None])
+            o, la, r, f = net_inputs(buf["obs"][t][None], buf["last_action"][t][None], buf["reward"][t][None],
+                                     buf["first"][t][None])
+            out, new_state = self.net(o, la, r, f, state, self.task[None], generator=self.generator)
         logits = out.policy_logits[0]
-        return logits, self.dist.sample(logits, self.generator), new_state
+        buf["logits"][t].copy_(logits)
+        buf["action"][t].copy_(self.dist.sample(logits, self.generator))
+        for name, value in out.extras.get("record", {}).items():
+            if name not in buf:
+                raise KeyError(f"the network records {name!r} but the unroll has no such field; the method "
+                               f"must declare it in MethodSetup.extra_fields")
+            buf[name][t].copy_(value[0])
+        return new_state
 
     def _hooks(self, buf, t):
         """The per-entry hooks (those without ``finish``) at entry ``t``."""
@@ -191,10 +212,7 @@ class Actor:
         for hook in self.hooks:
             hook.reset(n)
         self._state_before_last = self.net.initial_state(n)
-        logits, action, self._state = self._infer(buf["obs"][0], buf["last_action"][0], buf["reward"][0],
-                                                  buf["first"][0], self._state_before_last)
-        buf["logits"][0].copy_(logits)
-        buf["action"][0].copy_(action)
+        self._state = self._infer(buf, 0, self._state_before_last)
         self._hooks(buf, 0)
 
     def collect(self, buf: dict[str, torch.Tensor]) -> None:
@@ -228,9 +246,7 @@ class Actor:
                 buf["ep_return"][t, k] = ep.ret
                 buf["ep_length"][t, k] = ep.length
             state_before = state
-            logits, action, state = self._infer(buf["obs"][t], last_action, buf["reward"][t], first, state)
-            buf["logits"][t].copy_(logits)
-            buf["action"][t].copy_(action)
+            state = self._infer(buf, t, state)
             self._hooks(buf, t)
             action = buf["action"][t]
 
