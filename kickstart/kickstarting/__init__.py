@@ -12,9 +12,10 @@ Design: where teacher logits are computed is ``kickstart.placement`` (default ``
   checkpoints, exported policies, TorchScript files): :class:`~kickstart.kickstarting.term.KickstartTerm`
   holds the teacher and runs it on each batch, over the columns whose task it covers, on the
   learner's device. One pass over ``T x B`` rows is the cheapest way to run a network (on a GPU it
-  is nearly free, and on CPU it took less time per step than the same teacher in the actor, see
-  ``bench/throughput``), nothing extra travels with the unrolls, and the actors, which on a
-  machine with few cores are often the bottleneck, do no extra work;
+  is nearly free), nothing extra travels with the unrolls, and the actors, which on a machine with
+  few cores are often the bottleneck, do no extra work: on 2 cores (MinAtar-5, ``bench/throughput``,
+  3 runs) kickstarting cost a median 7.5% (1 teacher) and -0.1% (5 experts) of from-scratch
+  frames/s with the teachers here, against 13-15% with them in the actor;
 * **in the actors** (``auto`` for recurrent teachers and plain Python callables; ``actor`` for all):
   an actor hook per teacher (:class:`~kickstart.kickstarting.hooks.TeacherHook`) runs it once per
   unroll and stores its logits with the unroll as ``teacher_logits/<name>`` (``[T+1, N, L_student]``
