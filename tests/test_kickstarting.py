@@ -1,5 +1,6 @@
 """Kickstarting end to end: teacher hooks in the actors, the loss term, build(), training runs."""
 
+import copy
 import math
 import pickle
 
@@ -413,15 +414,20 @@ def test_build_is_empty_without_teachers_and_complete_with_them():
 
 # -- training runs -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    """A freshly trained tiny LSTM checkpoint on MinAtar Breakout (a few thousand frames)."""
-    out = tmp_path_factory.mktemp("teacher")
-    cfg = load_config(None, ["env.id=minatar:Breakout", "net.core=lstm", *TINY, "learner.unroll_length=10",
-                             "learner.batch_size=8", "runtime.envs_per_actor=8", "run.total_frames=3000",
+def train_tiny(tmp_path_factory, core: str, frames: int):
+    """A freshly trained tiny checkpoint on MinAtar Breakout (a few thousand frames); its run dir."""
+    out = tmp_path_factory.mktemp(f"{core}_teacher")
+    cfg = load_config(None, ["env.id=minatar:Breakout", f"net.core={core}", *TINY, "learner.unroll_length=10",
+                             "learner.batch_size=8", "runtime.envs_per_actor=8", f"run.total_frames={frames}",
                              f"run.out_dir={out}", "run.name=brk"])
     train(cfg)
     return out / "brk"
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    """A tiny LSTM teacher (runs in the actors)."""
+    return train_tiny(tmp_path_factory, "lstm", 3000)
 
 
 def test_kickstarted_training_runs_logs_its_metrics_and_leaves_the_teacher_alone(tiny_teacher, out_dir):
@@ -639,13 +645,8 @@ def test_a_learner_teacher_with_lambda_zero_is_not_run():
 
 @pytest.fixture(scope="module")
 def tiny_ff_teacher(tmp_path_factory):
-    """A freshly trained tiny feed-forward checkpoint on MinAtar Breakout (a few thousand frames)."""
-    out = tmp_path_factory.mktemp("ff_teacher")
-    cfg = load_config(None, ["env.id=minatar:Breakout", "net.core=ff", *TINY, "learner.unroll_length=10",
-                             "learner.batch_size=8", "runtime.envs_per_actor=8", "run.total_frames=2000",
-                             f"run.out_dir={out}", "run.name=brk"])
-    train(cfg)
-    return out / "brk"
+    """A tiny feed-forward teacher (runs in the learner by default)."""
+    return train_tiny(tmp_path_factory, "ff", 2000)
 
 
 def test_a_feed_forward_teacher_runs_in_the_learner_by_default_frozen_and_outside_the_optimizer(tiny_ff_teacher,
@@ -703,7 +704,7 @@ def test_a_bf16_teacher_gives_float32_log_probs_close_to_its_fp32_self(recurrent
     teacher = lstm_teacher() if recurrent else ff_teacher()
     spec = spec_of()
     fp32 = bind(teacher, spec)
-    low = bind(NetTeacher("low", copy_net(teacher.net)).with_precision("bf16"), spec)
+    low = bind(NetTeacher("low", copy.deepcopy(teacher.net)).with_precision("bf16"), spec)
     assert all(p.dtype == (torch.float32 if recurrent else torch.bfloat16) for p in low.teacher.net.parameters())
     obs, first, last_action, reward = random_stream(6, 5)
     a, _ = fp32.unroll(obs, first, last_action, reward, fp32.initial_state(5))
@@ -715,9 +716,3 @@ def test_a_bf16_teacher_gives_float32_log_probs_close_to_its_fp32_self(recurrent
         load_bound_teacher("fn", TeacherConfig(callable="test_kickstarting:constant_teacher", precision="bf16"), spec)
     with pytest.raises(UserError, match="precision='fp16' is not valid; choose one of: fp32, bf16"):
         TeacherConfig(path="x", precision="fp16")
-
-
-def copy_net(net):
-    import copy
-
-    return copy.deepcopy(net)
