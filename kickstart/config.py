@@ -455,6 +455,9 @@ class MixMatchConfig:
         _choice(s, "kl", self.kl, KL_KINDS)
         _choice(s, "kl_grad", self.kl_grad, KL_GRADS)
         _choice(s, "mixing", self.mixing, MIXINGS)
+        _check(not (self.shared_head and self.kl == "masked"),
+               "mixmatch.shared_head=true with mixmatch.kl=masked: the shared head makes pi_i pi_{i+1} renormalised on "
+               "pi_i's actions, so the masked KL is always 0 and the M&M term does nothing; use mixmatch.kl=full")
 
     @property
     def enabled(self) -> bool:
@@ -462,9 +465,11 @@ class MixMatchConfig:
 
 
 PRIOR_DISTRIBUTIONS = ("log_uniform", "uniform", "fixed")
-PERTURBS = ("multiply", "add")
+UNIT_HPARAMS = ("mixmatch/alpha",)
+"""Mutable hyperparameters that are weights in [0, 1]: PBT explores them by adding, never beyond."""
+PERTURBS = ("auto", "multiply", "add")
 EXPLOIT_RULES = ("auto", "ttest", "truncation", "absolute_gap", "none")
-PBT_EVALS = ("training_returns", "evaluator")
+PBT_EVALS = ("auto", "training_returns", "evaluator")
 PBT_BACKENDS = ("local", "serial", "ray")
 
 
@@ -481,10 +486,11 @@ class PriorConfig:
     """Upper end of the range (> low)."""
     value: float | None = None
     """``fixed``: the initial value; None keeps the run's configured one (e.g. learner.learning_rate)."""
-    perturb: str = "multiply"
+    perturb: str = "auto"
     """Explore step: ``multiply`` by a random one of ``pbt.perturb_factors`` (learning rate, entropy
     cost, kickstarting alpha/rho), or ``add`` +-``pbt.alpha_step`` clipped to [0, 1] (weights in
-    [0, 1] such as the Mix & Match alpha)."""
+    [0, 1] such as the Mix & Match alpha); ``auto``: ``add`` for ``mixmatch/alpha`` (the paper's),
+    ``multiply`` for everything else."""
 
     def __post_init__(self) -> None:
         _choice("pbt.mutable.<name>", "distribution", self.distribution, PRIOR_DISTRIBUTIONS)
@@ -556,11 +562,13 @@ class PBTConfig:
     initial_hparams: list[dict[str, float]] = field(default_factory=list)
     """Optional fixed initial values: entry i overrides the values drawn for member i (tests,
     warm starts)."""
-    eval: str = "training_returns"
+    eval: str = "auto"
     """What PBT compares: ``training_returns`` (per finished training episode its raw return, or on a
     multi-task suite its capped normalised score; the last ``ttest_window`` episodes), or
     ``evaluator`` (at each ready event, ``eval_episodes`` separate evaluation episodes per task of
-    the member's current network, e.g. only Mix & Match's target agent)."""
+    the member's current network, e.g. only Mix & Match's target agent); ``auto``: ``evaluator`` for
+    a Mix & Match multitask agent (per-task specialists: the central policy alone is scored, M&M
+    Sec. 3.4 and App. B.2), ``training_returns`` otherwise (single-task M&M: pi_mm's returns)."""
     eval_episodes: int = 30
     """``evaluator``: episodes per task at each ready event."""
     eval_greedy: bool = False
@@ -598,6 +606,17 @@ class PBTConfig:
         for name, prior in self.mutable.items():
             _check(bool(name), "pbt.mutable has an empty hyperparameter name")
             prior.check(f"pbt.mutable.{name}")
+            if prior.perturb == "auto":
+                prior.perturb = "add" if name in UNIT_HPARAMS else "multiply"
+            if name in UNIT_HPARAMS:
+                where = f"pbt.mutable.{name}"
+                _check(prior.perturb == "add",
+                       f"{where}.perturb=multiply: {name} is a weight in [0, 1]; explore it with perturb: add "
+                       f"(+-pbt.alpha_step, clipped to [0, 1])")
+                top = prior.value if prior.distribution == "fixed" else prior.high
+                _check(top is None or top <= 1.0,
+                       f"{where}: a {prior.distribution} prior up to {top!r} leaves [0, 1], where {name} lives; "
+                       f"the paper's prior is log_uniform with low 0.001, high 0.01")
         _check(len(self.initial_hparams) <= self.population_size,
                f"pbt.initial_hparams has {len(self.initial_hparams)} entries for pbt.population_size="
                f"{self.population_size}; give at most one per member")
@@ -605,10 +624,10 @@ class PBTConfig:
             for k, v in values.items():
                 _check(math.isfinite(v) and v >= 0,
                        f"pbt.initial_hparams[{i}].{k}={v!r} must be a finite number >= 0")
+                _check(k not in UNIT_HPARAMS or v <= 1.0,
+                       f"pbt.initial_hparams[{i}].{k}={v!r} must be in [0, 1]")
         _choice(s, "eval", self.eval, PBT_EVALS)
         _positive(s, "eval_episodes", self.eval_episodes)
-        _check(not (self.eval == "evaluator" and self.exploit_rule == "ttest" and self.eval_episodes < 2),
-               f"pbt.eval_episodes={self.eval_episodes} gives the t-test one sample per task; set it >= 2")
         _positive(s, "member_restarts", self.member_restarts, allow_zero=True)
         _choice(s, "backend", self.backend, PBT_BACKENDS)
 
@@ -691,6 +710,11 @@ class Config:
         _check(not ("mixmatch/alpha" in mutable and self.mixmatch.alpha_schedule != "constant"),
                f"pbt.mutable.mixmatch/alpha with mixmatch.alpha_schedule={self.mixmatch.alpha_schedule}: PBT "
                f"evolves alpha itself; set mixmatch.alpha_schedule=constant or drop it from pbt.mutable")
+        if self.pbt.eval == "auto":
+            central_only = self.mixmatch.enabled and any(c.per_task for c in self.mixmatch.components)
+            self.pbt.eval = "evaluator" if central_only else "training_returns"
+        _check(not (self.pbt.eval == "evaluator" and self.pbt.exploit_rule == "ttest" and self.pbt.eval_episodes < 2),
+               f"pbt.eval_episodes={self.pbt.eval_episodes} gives the t-test one sample per task; set it >= 2")
         b, n = self.learner.batch_size, self.runtime.envs_per_actor
         _check(b % n == 0,
                f"learner.batch_size={b} must be a multiple of runtime.envs_per_actor={n} "

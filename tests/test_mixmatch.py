@@ -110,6 +110,27 @@ def test_kl_gradients_reach_both_policies_unless_stopped():
     assert z1.grad is None and z2.grad.abs().sum() > 0
 
 
+def test_k3_pair_weights_and_loss_against_hand_computation():
+    """K > 2: pair i is weighted by the mixture weight still on pi_1..pi_i (K = 2: 1 - alpha)."""
+    assert mm.pair_weights(0.3, 2) == pytest.approx([0.7])
+    assert mm.pair_weights(0.0, 3) == [1.0, 1.0]
+    assert mm.pair_weights(0.25, 3) == pytest.approx([0.5, 1.0])     # w = (0.5, 0.5, 0)
+    assert mm.pair_weights(0.5, 3) == pytest.approx([0.0, 1.0])      # pi_2 alone: pi_1 never acts again
+    assert mm.pair_weights(0.75, 3) == pytest.approx([0.0, 0.5])     # w = (0, 0.5, 0.5)
+    assert mm.pair_weights(1.0, 3) == [0.0, 0.0]
+    p1 = np.array([0.7, 0.3, 0.0, 0.0])
+    p2 = np.array([0.4, 0.2, 0.4, 0.0])
+    p3 = np.array([0.1, 0.2, 0.3, 0.4])
+    kl12 = 0.7 * math.log(0.7 / 0.4) + 0.3 * math.log(0.3 / 0.2)
+    kl23 = 0.4 * math.log(0.4 / 0.1) + 0.2 * math.log(0.2 / 0.2) + 0.4 * math.log(0.4 / 0.3)
+    supports = [torch.tensor([True, True, False, False]), torch.tensor([True, True, True, False]), None]
+    lps = [_log(p1), _log(p2), _log(p3)]
+    assert [k.item() for k in mm.pair_kls(lps, supports)] == pytest.approx([kl12, kl23], rel=1e-12)
+    assert mm.mm_loss(lps, 0.25, supports).item() == pytest.approx(0.5 * kl12 + kl23, rel=1e-12)
+    assert mm.mm_loss(lps, 0.75, supports).item() == pytest.approx(0.5 * kl23, rel=1e-12)
+    assert mm.mm_loss(lps, 1.0, supports).item() == 0.0
+
+
 # -- the agent ---------------------------------------------------------------------------------
 
 def test_small_actions_map_into_the_large_space_by_meaning():
@@ -117,8 +138,17 @@ def test_small_actions_map_into_the_large_space_by_meaning():
     assert spec.minimal_action_meanings == ("NOOP", "LEFT", "RIGHT")
     support = net.supports()[0]
     assert [spec.action_meanings[i] for i in support.nonzero().flatten().tolist()] == ["NOOP", "LEFT", "RIGHT"]
+    # Give pi_1's head distinct constant outputs for its three actions (NOOP, LEFT, RIGHT): each must
+    # land on the env action of the same meaning, not merely somewhere in the support.
+    head = net.heads[net._head_of[0]]
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([0.0, 1.0, 2.0]))
     out = forward(net, spec)
     p1 = out.extras["mm_log_probs"][0].exp()
+    want = torch.softmax(torch.tensor([0.0, 1.0, 2.0]), -1)
+    for j, meaning in enumerate(("NOOP", "LEFT", "RIGHT")):
+        torch.testing.assert_close(p1[..., spec.action_meanings.index(meaning)], want[j].expand(p1.shape[:-1]))
     assert torch.all(p1[..., ~support] == 0)
     torch.testing.assert_close(p1.sum(-1), torch.ones(p1.shape[:-1]))
     torch.testing.assert_close(out.policy_logits.exp().sum(-1), torch.ones(p1.shape[:-1]))
@@ -162,6 +192,16 @@ def test_factorised_big_action_space_on_atari():
     lhs = p2[..., m.index("UPFIRE")] * p2[..., m.index("NOOP")]
     rhs = p2[..., m.index("UP")] * p2[..., m.index("FIRE")]
     torch.testing.assert_close(lhs, rhs)
+
+
+def test_explicit_mixture_of_three_components_inside_the_chain():
+    """alpha = 0.7 with K = 3: w = (0, 0.6, 0.4), pi_mm = 0.6 pi_2 + 0.4 pi_3 and pi_1 takes no part."""
+    cfg, spec, net = make(CHAIN, 0.7)
+    assert net.weights() == pytest.approx([0.0, 0.6, 0.4])
+    out = forward(net, spec)
+    p = [lp.exp() for lp in out.extras["mm_log_probs"]]
+    torch.testing.assert_close(out.policy_logits.exp(), 0.6 * p[1] + 0.4 * p[2])
+    torch.testing.assert_close(out.extras["mm_mixture"], out.policy_logits)
 
 
 def test_shared_head_is_the_target_restricted_and_renormalised():
@@ -219,8 +259,8 @@ def test_exported_target_gives_exactly_pi_K(overrides, tmp_path):
     obs, la, r, first, task = inputs(spec)
     out = forward(net, spec)
     got, _ = plain(obs, la, r, first, plain.initial_state(obs.shape[1]))
-    torch.testing.assert_close(torch.log_softmax(got.policy_logits, -1), out.extras["mm_log_probs"][-1])
-    torch.testing.assert_close(got.baseline, out.baseline)
+    torch.testing.assert_close(torch.log_softmax(got.policy_logits, -1), out.extras["mm_log_probs"][-1], rtol=0, atol=0)
+    torch.testing.assert_close(got.baseline, out.baseline, rtol=0, atol=0)
 
 
 def test_export_eval_and_teacher_from_a_trained_mixmatch_run(out_dir, tmp_path):
@@ -480,6 +520,20 @@ def test_sampled_mixing_needs_its_recorded_field():
     (["mixmatch.components=[{}, {}]", "mixmatch.alpha_schedule=linear", "mixmatch.alpha_end_frames=10",
       "pbt.population_size=2", "pbt.mutable.mixmatch/alpha.low=0.001", "pbt.mutable.mixmatch/alpha.high=0.01"],
      ["PBT evolves alpha", "alpha_schedule=constant"]),
+
+    (["mixmatch.components=[{actions: [NOOP, LEFT, RIGHT]}, {actions: [NOOP, UP]}, {}]"],
+     ["components[0] acts with ['LEFT', 'RIGHT']", "components[1] cannot take", "subset of the next"]),
+    (["mixmatch.components=[{action_set: minimal}, {}]", "mixmatch.share=[torso, core]", "mixmatch.shared_head=true",
+      "mixmatch.kl=masked"], ["shared_head=true with mixmatch.kl=masked", "mixmatch.kl=full"]),
+    (["mixmatch.components=[{}, {}]", "pbt.population_size=2", "pbt.mutable.mixmatch/alpha.distribution=uniform",
+      "pbt.mutable.mixmatch/alpha.low=0.5", "pbt.mutable.mixmatch/alpha.high=3"],
+     ["pbt.mutable.mixmatch/alpha", "up to 3.0 leaves [0, 1]"]),
+    (["mixmatch.components=[{}, {}]", "pbt.population_size=2", "pbt.mutable.mixmatch/alpha.low=0.001",
+      "pbt.mutable.mixmatch/alpha.high=0.01", "pbt.mutable.mixmatch/alpha.perturb=multiply"],
+     ["mixmatch/alpha.perturb=multiply", "perturb: add"]),
+    (["mixmatch.components=[{}, {}]", "pbt.population_size=2", "pbt.mutable.mixmatch/alpha.low=0.001",
+      "pbt.mutable.mixmatch/alpha.high=0.01", "pbt.initial_hparams=[{mixmatch/alpha: 1.5}]"],
+     ["pbt.initial_hparams[0].mixmatch/alpha=1.5", "[0, 1]"]),
 ])
 def test_bad_input_is_a_one_line_error(overrides, fragments):
     from kickstart.train import validate
@@ -567,6 +621,28 @@ def test_pbt_explores_alpha_by_adding_steps_and_the_network_follows(tmp_path):
         last = [r for r in recs if r["member"] == i and r["event"] == "ready"][-1]
         assert alpha == pytest.approx(last["hparams_after"]["mixmatch/alpha"])   # the explored value trained on
         assert state["learner"]["net"]["alpha"].item() == pytest.approx(alpha)
+
+
+def test_pbt_defaults_follow_the_paper_for_alpha_and_evaluation():
+    """Without being told: alpha is explored by +-pbt.alpha_step (other values by factors), and a
+    multitask M&M population is scored on the central policy alone, a single-task one on pi_mm."""
+
+    from kickstart.config import PriorConfig
+    from kickstart.pbt.decisions import perturb
+
+    pop = ["pbt.population_size=2", "pbt.mutable.mixmatch/alpha.low=0.001", "pbt.mutable.mixmatch/alpha.high=0.01",
+           "pbt.mutable.learning_rate.low=0.0003", "pbt.mutable.learning_rate.high=0.003"]
+    cfg = load_config(None, SMALL + ACTION_SPACE + pop)
+    assert cfg.pbt.mutable["mixmatch/alpha"].perturb == "add"
+    assert cfg.pbt.mutable["learning_rate"].perturb == "multiply"
+    assert cfg.pbt.eval == "training_returns"
+    assert load_config(None, SMALL + MULTITASK + pop).pbt.eval == "evaluator"
+    assert load_config(None, SMALL + MULTITASK + pop + ["pbt.eval=training_returns"]).pbt.eval == "training_returns"
+    rng = np.random.default_rng(0)
+    steps = {perturb(0.5, PriorConfig(), rng, factors=[0.8, 1.2], step=0.05, name="mixmatch/alpha") for _ in range(20)}
+    assert sorted(steps) == pytest.approx([0.45, 0.55])
+    steps = {perturb(0.5, PriorConfig(), rng, factors=[0.8, 1.2], step=0.05, name="learning_rate") for _ in range(20)}
+    assert sorted(steps) == pytest.approx([0.4, 0.6])
 
 
 def test_multitask_pbt_evaluates_the_central_policy_alone(tmp_path):

@@ -9,7 +9,8 @@ action space. A component acting over a smaller action set has ``NEG`` (not -inf
 * :func:`sample_selector`, :func:`select`, :func:`selector_posterior`: the sampled-selector
   variant of the mixture (Sec. 3.1; the derivation of its gradient is in :func:`select`).
 * :func:`kl`: ``KL(pi_1 || pi_2)`` per state, full or masked to pi_1's support (Sec. 4.1).
-* :func:`mm_loss`: ``(1 - alpha) sum_i KL(pi_i || pi_{i+1})`` (Eq. 1; adjacent pairs for K > 2).
+* :func:`mm_loss`: ``(1 - alpha) KL(pi_1 || pi_2)`` (Eq. 1); for K > 2 adjacent pairs, each weighted
+  by the mixture weight still on its simpler side (:func:`pair_weights`).
 * :func:`collision_entropy`: ``-log sum_a pi(a)^2`` (Fig. 5).
 """
 
@@ -128,19 +129,45 @@ def kl(log_p: Tensor, log_q: Tensor, support: Tensor | None = None, masked: bool
     return (p * diff).sum(-1)
 
 
-def mm_loss(log_probs: Sequence[Tensor], alpha: float, supports: Sequence[Tensor | None] | None = None,
-            masked: bool = False, stop_simple: bool = False) -> Tensor:
-    """The M&M distillation cost per state: ``(1 - alpha) sum_{i<K} KL(pi_i || pi_{i+1})``.
+def pair_weights(alpha: float, k: int) -> list[float]:
+    """Weight of each adjacent pair's KL(pi_i || pi_{i+1}), ``i = 1..k-1``, at curriculum position
+    ``alpha``: the mixture weight still on the simpler side of the pair, ``sum_{j<=i} w_j``.
+
+    ``k = 2``: ``[1 - alpha]``, the paper's Eq. 1. ``k > 2`` (the natural extension): a pair is
+    distilled while the policies up to pi_i still act, and its term vanishes once alpha has moved
+    past pi_i (pi_i then never acts again); every term vanishes at alpha = 1.
+    """
+    w = chain_weights(alpha, k)
+    return [sum(w[:i + 1]) for i in range(k - 1)]
+
+
+def pair_kls(log_probs: Sequence[Tensor], supports: Sequence[Tensor | None] | None = None,
+             masked: bool = False, stop_simple: bool = False) -> list[Tensor]:
+    """``KL(pi_i || pi_{i+1})`` per state for each adjacent pair (``k - 1`` tensors ``[...]``).
 
     ``stop_simple`` stops the gradient into pi_i in each pair (only the more complex policy is
-    pulled); by default both move, as in the paper's experiments. Returns ``[...]`` (no reduction).
+    pulled); by default both move, as in the paper's experiments.
     """
     supports = list(supports) if supports is not None else [None] * len(log_probs)
-    total = 0.0
+    out = []
     for i in range(len(log_probs) - 1):
         p = log_probs[i].detach() if stop_simple else log_probs[i]
-        total = total + kl(p, log_probs[i + 1], supports[i], masked)
-    return (1.0 - alpha) * total
+        out.append(kl(p, log_probs[i + 1], supports[i], masked))
+    return out
+
+
+def mm_loss(log_probs: Sequence[Tensor], alpha: float, supports: Sequence[Tensor | None] | None = None,
+            masked: bool = False, stop_simple: bool = False) -> Tensor:
+    """The M&M distillation cost per state: ``sum_i c_i KL(pi_i || pi_{i+1})`` with ``c_i`` from
+    :func:`pair_weights`; for K = 2 the paper's ``(1 - alpha) KL(pi_1 || pi_2)`` (Eq. 1).
+
+    Returns ``[...]`` (no reduction). See :func:`pair_kls` for ``stop_simple``.
+    """
+    kls = pair_kls(log_probs, supports, masked, stop_simple)
+    total = 0.0
+    for c, term in zip(pair_weights(alpha, len(log_probs)), kls):
+        total = total + c * term
+    return total
 
 
 def collision_entropy(log_probs: Tensor) -> Tensor:

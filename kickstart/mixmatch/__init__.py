@@ -2,9 +2,9 @@
 
 An agent made of K policies pi_1 (simple) .. pi_K (the target) acts with the explicit mixture
 ``pi_mm = sum_i w_i pi_i`` and is trained with the IMPALA loss on pi_mm plus
-``lambda (1 - alpha) sum_{i<K} KL(pi_i || pi_{i+1})`` on its own (control-policy) trajectories.
-alpha moves from 0 (pi_1 acts) to 1 (only pi_K acts) by a schedule or by PBT
-(``pbt.mutable.mixmatch/alpha`` with ``perturb: add``), and the target is then exported alone.
+``lambda (1 - alpha) KL(pi_1 || pi_2)`` on its own (control-policy) trajectories. alpha moves from 0
+(pi_1 acts) to 1 (only pi_K acts) by a schedule or by PBT (``pbt.mutable.mixmatch/alpha``, explored
+by +-``pbt.alpha_step`` within [0, 1]), and the target is then exported alone.
 
 It plugs into the one learner like kickstarting does: a network (:class:`.net.MixMatchNet`, built by
 :func:`kickstart.nets.build_agent` when ``mixmatch.components`` is set) and a loss term
@@ -29,10 +29,13 @@ Curricula (shipped configs under ``configs/mixmatch/``):
 * cores: a feed-forward pi_1 and an LSTM pi_2 sharing the torso;
 * multitask: per-task specialists (``per_task: true``, own cores, shared torso) and a central
   target; each env's control policy mixes its task's specialist with the central policy, and PBT
-  scores the central policy alone (``pbt.eval: evaluator``).
+  scores the central policy alone (``pbt.eval: auto`` picks ``evaluator`` for such an agent).
 
 For K > 2 the mixture weights walk the chain (:func:`kickstart.losses.mixmatch.chain_weights`) and
-the distillation term sums over adjacent pairs.
+the distillation term sums over adjacent pairs, each weighted by the mixture weight still on its
+simpler side (:func:`kickstart.losses.mixmatch.pair_weights`; ``1 - alpha`` for K = 2), so that a
+pair's term vanishes once its simpler policy no longer acts. Each component's actions must be a
+subset of the next one's, or the KL would be infinite.
 """
 
 from __future__ import annotations

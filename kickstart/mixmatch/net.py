@@ -153,6 +153,14 @@ class MixMatchNet(nn.Module):
         if self.comp_specs[-1].action_meanings != spec.action_meanings:
             raise ConfigError(f"mixmatch.components[{self.k - 1}] is the target agent and must act over the env's "
                               f"full action set ({', '.join(spec.action_meanings)}); give it action_set=full")
+        for i in range(self.k - 1):
+            # KL(pi_i || pi_{i+1}) is finite only if pi_{i+1} can take every action pi_i takes.
+            nxt = set(self.comp_specs[i + 1].action_meanings)
+            missing = [a for a in self.comp_specs[i].action_meanings if a not in nxt]
+            if missing:
+                raise ConfigError(f"mixmatch.components[{i}] acts with {missing}, which components[{i + 1}] cannot take "
+                                  f"({', '.join(self.comp_specs[i + 1].action_meanings)}); each component's actions "
+                                  f"must be a subset of the next one's")
         self.per_task = [c.per_task for c in mm.components]
         self.shared_head = mm.shared_head
         self.mixing = mm.mixing

@@ -28,7 +28,8 @@ def alpha_value(cfg: MixMatchConfig, base: float, frames: int) -> float:
 
 
 class MixMatchTerm:
-    """``lambda (1 - alpha) sum_i KL(pi_i || pi_{i+1})`` on the control policy's trajectories.
+    """``lambda (1 - alpha) KL(pi_1 || pi_2)`` on the control policy's trajectories (K > 2:
+    ``lambda sum_i c_i KL(pi_i || pi_{i+1})``, :func:`kickstart.losses.mixmatch.pair_weights`).
 
     Declares the mutable hyperparameters ``mixmatch/alpha`` and ``mixmatch/lambda``; before each
     update (:meth:`prepare`) it writes the current alpha into the network, whose mixture then uses
@@ -58,9 +59,13 @@ class MixMatchTerm:
         lam = ctx.hparams[LAMBDA]
         log_probs = [lp[:-1] for lp in net_lp]
         supports = ctx.out.extras.get("mm_supports")
-        per_state = mmloss.mm_loss(log_probs, alpha, supports, masked=self.cfg.kl == "masked",
-                                   stop_simple=self.cfg.kl_grad == "target")
-        loss = lam * reduce(per_state, ctx.reduction) if lam > 0 and alpha < 1 else per_state.new_zeros(())
+        kls = mmloss.pair_kls(log_probs, supports, masked=self.cfg.kl == "masked",
+                              stop_simple=self.cfg.kl_grad == "target")
+        pair_w = mmloss.pair_weights(alpha, len(log_probs))
+        if lam > 0 and any(c > 0 for c in pair_w):
+            loss = lam * reduce(sum(c * kl for c, kl in zip(pair_w, kls) if c > 0), ctx.reduction)
+        else:
+            loss = kls[0].new_zeros(())
         with torch.no_grad():
             mixed = ctx.out.extras["mm_mixture"][:-1]      # pi_mm, whichever policy acted (mixing)
             actions = ctx.batch["action"][:-1].reshape(-1)
@@ -69,7 +74,7 @@ class MixMatchTerm:
                 "mixmatch/alpha": alpha,
                 "mixmatch/lambda": lam,
                 "mixmatch/loss": float(loss),
-                "mixmatch/kl": float(per_state.mean()) / max(1e-12, 1.0 - alpha) if alpha < 1 else 0.0,
+                "mixmatch/kl": float(sum(kl.detach().mean() for kl in kls)),
                 "mixmatch/collision_entropy": float(mmloss.collision_entropy(mixed).mean()),
             }
             for i, w in enumerate(ctx.out.extras["mm_weights"]):

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from kickstart.config import PBTConfig, PriorConfig
+from kickstart.config import UNIT_HPARAMS, PBTConfig, PriorConfig
 
 # Population metrics: member index -> its evaluation samples (most recent last). A member with no
 # finished evaluation yet may be missing or have an empty sequence.
@@ -138,9 +138,13 @@ def sample_initial(priors: Mapping[str, PriorConfig], rng: np.random.Generator,
 
 
 def perturb(value: float, prior: PriorConfig, rng: np.random.Generator, *, factors: Sequence[float],
-            step: float) -> float:
-    """One explore step: ``multiply`` by a random factor, or ``add`` +-``step`` clipped to [0, 1]."""
-    if prior.perturb == "multiply":
+            step: float, name: str = "") -> float:
+    """One explore step: ``multiply`` by a random factor, or ``add`` +-``step`` clipped to [0, 1]
+    (``auto``: ``add`` for the [0, 1] weights of ``UNIT_HPARAMS``, by ``name``)."""
+    kind = prior.perturb
+    if kind == "auto":
+        kind = "add" if name in UNIT_HPARAMS else "multiply"
+    if kind == "multiply":
         return float(value * factors[int(rng.integers(len(factors)))])
     sign = 1.0 if int(rng.integers(2)) else -1.0
     return float(min(1.0, max(0.0, value + sign * step)))
@@ -162,7 +166,8 @@ def explore(hparams: Mapping[str, float], priors: Mapping[str, PriorConfig], rng
         if cfg.resample_probability > 0 and rng.random() < cfg.resample_probability:
             out[name] = sample_prior(prior, rng, out.get(name))
         else:
-            out[name] = perturb(out[name], prior, rng, factors=cfg.perturb_factors, step=cfg.alpha_step)
+            out[name] = perturb(out[name], prior, rng, factors=cfg.perturb_factors, step=cfg.alpha_step,
+                                name=name)
     return out
 
 

@@ -256,7 +256,7 @@ class Member:
 
     def _progress(self, trainer) -> None:
         """Called by the trainer after every update: gather samples, stop when ready or asked to."""
-        if self.pbt.eval == "training_returns":
+        if self.pbt.eval != "evaluator":
             self._collect_training_returns()
         if self._should_stop():
             self._stop_reason = "stop"
