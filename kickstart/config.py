@@ -282,7 +282,8 @@ class TeacherConfig:
     """``package.module:function`` (or a name registered with ``register_teacher`` after importing
     ``package.module``) mapping a float observation batch ``[B, *obs]`` to logits ``[B, A]``."""
     tasks: list[str] = field(default_factory=list)
-    """Tasks this teacher covers (task names such as ``minatar:Breakout``); empty: every task."""
+    """Tasks this teacher covers (task names such as ``minatar:Breakout``); empty: every task (or
+    those ``kickstart.task_teachers`` maps to it, when that is given)."""
     rho: float = 1.0
     """Initial per-teacher factor rho^i of lambda^i = schedule * alpha * rho^i (mutable by PBT)."""
     precision: str = "fp32"
@@ -305,6 +306,10 @@ class KickstartConfig:
 
     teachers: dict[str, TeacherConfig] = field(default_factory=dict)
     """Teachers by name."""
+    task_teachers: dict[str, str] = field(default_factory=dict)
+    """Task -> teacher map (``{minatar:Breakout: breakout, minatar:Asterix: generalist}``), the other
+    way to say what each teacher covers: one teacher may cover several tasks, and a task not in the
+    map gets no distillation term. Empty: each teacher's ``tasks`` list says it."""
     schedule: str = "constant"
     """``constant`` (lambda_0), ``linear`` (lambda_0 -> 0 at ``lambda_end_frames``, then 0), or
     ``piecewise`` (linear between the ``piecewise`` points, constant after the last)."""
@@ -325,6 +330,17 @@ class KickstartConfig:
 
     def __post_init__(self) -> None:
         s = "kickstart"
+        if self.task_teachers:
+            valid = ", ".join(self.teachers) or "none: add kickstart.teachers"
+            for task, name in self.task_teachers.items():
+                _check(name in self.teachers,
+                       f"kickstart.task_teachers maps task {task!r} to an unknown teacher {name!r}; teachers: {valid}")
+            both = [n for n, tc in self.teachers.items() if tc.tasks]
+            _check(not both, f"kickstart.teachers.{both[0] if both else ''}.tasks and kickstart.task_teachers both "
+                             f"say which tasks a teacher covers; use one of them")
+            unused = [n for n in self.teachers if n not in self.task_teachers.values()]
+            _check(not unused, f"kickstart.teachers.{unused[0] if unused else ''} covers no task of "
+                               f"kickstart.task_teachers; map a task to it or remove it")
         _choice(s, "schedule", self.schedule, SCHEDULES)
         _choice(s, "placement", self.placement, PLACEMENTS)
         _positive(s, "lambda_0", self.lambda_0, allow_zero=True)

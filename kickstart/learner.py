@@ -187,6 +187,12 @@ class Learner:
             group["lr"] = lr
         total, metrics = self.loss(batch, frames)
         self.optimizer.zero_grad(set_to_none=True)
+        if not total.requires_grad:
+            # Nothing to learn from this batch: pure distillation (learner.rl_loss=false) once every
+            # teacher's lambda is 0. No optimiser step (Adam's momentum would still move the weights).
+            metrics.update({"grad/norm": 0.0, "learner/lr": lr})
+            metrics.update({f"hparams/{k}": v for k, v in self.hparams.items()})
+            return metrics
         total.backward()
         if self.cfg.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)

@@ -75,6 +75,9 @@ def work(tmp_path_factory):
     payload["learner"] = _RunsCode(d / "MARKER_TORCH")
     torch.save(payload, d / "evil_torch.pt")
     (d / "not_a_run").mkdir()
+    (d / "ks_cli_teachers.py").write_text(
+        "from kickstart.kickstarting import register_teacher\n"
+        "register_teacher('jumper', lambda obs: obs.flatten(1)[:, :3], action_meanings=['NOOP', 'JUMP', 'SPIN'])\n")
     return d
 
 
@@ -102,6 +105,19 @@ CASES = [
                   *BAD_TRAIN], ["mixmatch.alpha=1.5", "[0, 1]"]),
     ("mm-k1", ["train", "tiny.yaml", "mixmatch.components=[{core: lstm}]", *BAD_TRAIN],
      ["mixmatch.components has 1 component", "K >= 2"]),
+    ("teacher-missing", ["train", "tiny.yaml", "kickstart.teachers={t: {path: missing.pt}}", *BAD_TRAIN],
+     ["teacher 't'", "'missing.pt' does not exist"]),
+    ("teacher-corrupt", ["train", "tiny.yaml", "kickstart.teachers={t: {path: truncated.pt}}", *BAD_TRAIN],
+     ["teacher 't'", "'truncated.pt' is corrupt"]),
+    ("teacher-obs", ["train", "tiny.yaml", "env.id=minatar:Seaquest", "kickstart.teachers={t: {path: runs/good}}",
+                     *BAD_TRAIN], ["teacher 't' expects observations of shape (4, 10, 10)", "(10, 10, 10)"]),
+    ("teacher-actions", ["train", "tiny.yaml", "kickstart.teachers={t: {callable: 'ks_cli_teachers:jumper'}}",
+                         *BAD_TRAIN], ["teacher 't' has actions the student cannot take: JUMP, SPIN", "NOOP, LEFT"]),
+    ("teacher-unknown", ["train", "tiny.yaml", "kickstart.teachers={t: {path: runs/good}}",
+                         "kickstart.task_teachers={minatar:Breakout: teacher}", *BAD_TRAIN],
+     ["maps task 'minatar:Breakout' to an unknown teacher 'teacher'", "teachers: t"]),
+    ("teacher-task", ["train", "tiny.yaml", "kickstart.teachers={t: {path: runs/good, tasks: [minatar:Pong]}}",
+                      *BAD_TRAIN], ["covers task 'minatar:Pong'", "tasks: minatar:Breakout"]),
     ("no-config-file", ["train", "nope.yaml"], ["'nope.yaml' does not exist", "YAML file"]),
     ("no-config", ["train"], ["missing CONFIG", "YAML file"]),
     ("resume-not-a-run", ["train", "--resume", "not_a_run"], ["'not_a_run' is not a run directory", "config.yaml"]),

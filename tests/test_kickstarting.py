@@ -496,6 +496,57 @@ def test_pure_distillation_lowers_the_kl(tiny_teacher, tmp_path, out_dir):
     agreement = [r["kickstart/sharp/agreement"] for r in logger.rows if "kickstart/sharp/agreement" in r]
     assert sum(agreement[-50:]) / 50 > 0.9
     assert all(r["loss/policy"] == r["loss/policy"] for r in logger.rows)   # computed (logged) but not trained on
+    steps = [r for r in logger.rows if "loss/total" in r]
+    assert steps and all(r["loss/total"] == pytest.approx(r["loss/kickstart"]) for r in steps)   # the RL loss is off
+
+
+def test_pure_distillation_trains_the_policy_only_and_nothing_once_lambda_is_zero(tiny_ff_teacher):
+    """learner.rl_loss=false: the value head gets no gradient, and past the end of a linear schedule
+    (every lambda 0) a step changes nothing instead of failing on a loss without a gradient."""
+    cfg = load_config(None, ["env.id=minatar:Breakout", *TINY, "learner.rl_loss=false", "kickstart.schedule=linear",
+                             "kickstart.lambda_end_frames=1000", f"kickstart.teachers={{t: {{path: '{tiny_ff_teacher}'}}}}"])
+    spec = env_spec(cfg.env)
+    setup = kickstarting.build(cfg, spec)
+    torch.manual_seed(0)
+    net = build_net(cfg.net, spec)
+    learner = Learner(net, cfg.learner, 10_000, setup.terms, device=torch.device("cpu"))
+    env = make_batched_env(cfg.env, [0] * 4, 0, spec=spec)
+    actor = Actor(env, net, 6, seed=0)
+    buf = allocate(unroll_fields(spec, net_num_logits(net), net.initial_state(1)), 6, 4)
+    try:
+        actor.collect(buf)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        metrics = learner.step(buf, frames=0)                      # lambda 1
+        assert metrics["loss/total"] == pytest.approx(metrics["loss/kickstart"]) and metrics["loss/total"] > 0
+        assert net.baseline_head.linear.weight.grad is None or not net.baseline_head.linear.weight.grad.any()
+        assert not torch.equal(before["policy_head.linear.weight"], net.state_dict()["policy_head.linear.weight"])
+        assert torch.equal(before["baseline_head.linear.weight"], net.state_dict()["baseline_head.linear.weight"])
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        metrics = learner.step(buf, frames=2000)                   # lambda 0: nothing to learn
+        assert metrics["loss/total"] == 0.0 and metrics["grad/norm"] == 0.0
+        assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    finally:
+        actor.close()
+
+
+def test_a_task_teacher_map_says_which_tasks_each_teacher_covers(tiny_ff_teacher):
+    """kickstart.task_teachers: one teacher may cover several tasks, a task not in the map gets no term."""
+    from kickstart.kickstarting.hooks import coverage
+
+    teachers = f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}'}}, other: {{path: '{tiny_ff_teacher}'}}}}"
+    cfg = load_config(None, ["env.id=minatar5", teachers, "kickstart.task_teachers={minatar:Breakout: brk, "
+                             "minatar:Seaquest: brk, minatar:Freeway: other}"])
+    spec = env_spec(cfg.env)
+    ids = {t: spec.task_names.index(f"minatar:{t}") for t in ("Breakout", "Seaquest", "Freeway")}
+    assert coverage(cfg.kickstart, spec) == {"brk": [ids["Breakout"], ids["Seaquest"]], "other": [ids["Freeway"]]}
+    (term,) = kickstarting.build(cfg, spec).terms
+    assert term.covers["brk"].nonzero().flatten().tolist() == sorted([ids["Breakout"], ids["Seaquest"]])
+    assert term.covers["other"].nonzero().flatten().tolist() == [ids["Freeway"]]
+    for bad, fragment in [("kickstart.task_teachers={minatar:Breakout: brk}", "kickstart.teachers.other covers no task"),
+                          ("kickstart.task_teachers={minatar:Breakout: nobody, minatar:Asterix: other}",
+                           "unknown teacher 'nobody'; teachers: brk, other")]:
+        with pytest.raises(UserError, match=fragment):
+            load_config(None, ["env.id=minatar5", teachers, bad])
 
 
 def test_local_actor_processes_load_the_teacher_themselves(tiny_teacher, out_dir):
@@ -716,3 +767,32 @@ def test_a_bf16_teacher_gives_float32_log_probs_close_to_its_fp32_self(recurrent
         load_bound_teacher("fn", TeacherConfig(callable="test_kickstarting:constant_teacher", precision="bf16"), spec)
     with pytest.raises(UserError, match="precision='fp16' is not valid; choose one of: fp32, bf16"):
         TeacherConfig(path="x", precision="fp16")
+
+
+def test_pbt_evolves_each_teachers_lambda_as_alpha_times_rho(tiny_ff_teacher, tmp_path):
+    """Per-teacher PBT (Sec. 4.2): kickstart/alpha and kickstart/rho/<t> are explored by factors, and
+    each member trains with lambda = schedule * alpha * rho of its explored values."""
+    import json
+
+    from kickstart.cli import main
+
+    code = main(["train", "--no-progress", "configs/minatar5.yaml", *TINY, "net.core=ff",
+                 "learner.unroll_length=8", "learner.batch_size=10", "runtime.backend=serial",
+                 "runtime.envs_per_actor=10", "run.tensorboard=false", "run.log_every_s=0.05",
+                 f"run.out_dir={tmp_path}", "run.name=pop", "run.total_frames=960",
+                 f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}', tasks: [minatar:Breakout], rho: 0.5}}}}",
+                 "pbt.population_size=2", "pbt.backend=serial", "pbt.ready_frames=320", "pbt.explore_probability=1.0",
+                 "pbt.exploit=none", "pbt.mutable={kickstart/alpha: {low: 0.5, high: 2.0}, "
+                 "kickstart/rho/brk: {distribution: fixed}}"])
+    assert code == 0
+    recs = [json.loads(line) for line in (tmp_path / "pop" / "pbt" / "lineage.jsonl").read_text().splitlines()]
+    ready = [r for r in recs if r["event"] == "ready"]
+    assert ready
+    for r in ready:
+        for k in ("kickstart/alpha", "kickstart/rho/brk"):
+            before, after = r["hparams_before"][k], r["hparams_after"][k]
+            assert after == pytest.approx(before * 0.8) or after == pytest.approx(before * 1.2)
+    for i in (0, 1):
+        last = [r for r in ready if r["member"] == i][-1]["hparams_after"]
+        lam = read_metrics(tmp_path / "pop" / "members" / str(i) / "metrics.csv")["kickstart/brk/lambda"][-1][1]
+        assert lam == pytest.approx(last["kickstart/alpha"] * last["kickstart/rho/brk"], rel=1e-5)

@@ -23,7 +23,8 @@ BREAKOUT_MINIMAL = ("NOOP", "FIRE", "RIGHT", "LEFT")
 MINATAR = ("NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE")
 
 
-def spec_of(meanings=MINATAR, obs_shape=(10, 10, 10), tasks=("t",), nvec=None):
+def spec_of(meanings=MINATAR, obs_shape=(10, 10, 10), tasks=("t", "u"), nvec=None):
+    """A student env: by default a two-task suite of MinAtar-like 10-channel (padded) images."""
     multi = nvec is not None
     return EnvSpec(obs_shape=tuple(obs_shape), obs_dtype="uint8", obs_scale=1.0,
                    action_nvec=tuple(nvec) if multi else (len(meanings),), multi_discrete=multi,
@@ -122,9 +123,10 @@ def test_multidiscrete_students_need_the_identical_action_space():
 def test_observation_adaptation():
     assert obs_channels("t", (4, 10, 10), (4, 10, 10)) is None
     assert obs_channels("t", (4, 10, 10), (10, 10, 10)) == 4            # MinAtar suite padding
-    for teacher, student in [((4, 10, 10), (4, 84, 84)), ((10, 10, 10), (4, 10, 10)), ((4,), (8,))]:
-        with pytest.raises(UserError) as e:
-            obs_channels("t", teacher, student)
+    for teacher, student, padded in [((4, 10, 10), (4, 84, 84), True), ((10, 10, 10), (4, 10, 10), True),
+                                     ((4,), (8,), True), ((4, 10, 10), (10, 10, 10), False)]:
+        with pytest.raises(UserError) as e:     # the last: a single game's extra channels are not padding
+            obs_channels("t", teacher, student, padded=padded)
         assert one_line(e) == f"teacher 't' expects observations of shape {teacher} but the student's are {student}"
 
 
@@ -135,7 +137,7 @@ def test_the_teacher_sees_the_leading_channels_only():
         seen.append(obs)
         return torch.zeros(obs.shape[0], 6)
 
-    bound = bind(FunctionTeacher("c", fn, obs_shape=(4, 10, 10)), spec_of())
+    bound = bind(FunctionTeacher("c", fn, obs_shape=(4, 10, 10)), spec_of(tasks=("a", "b")))   # a padded suite
     obs = torch.arange(2 * 10 * 100).reshape(2, 10, 10, 10).to(torch.uint8)
     bound(obs, torch.zeros(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), torch.zeros(2), ())
     assert seen[-1].dtype == torch.float32 and torch.equal(seen[-1], obs[:, :4].float())
@@ -177,7 +179,7 @@ def test_torchscript_teacher_with_meanings_and_obs_shape(tmp_path):
     teacher = load_teacher("ts", TeacherConfig(path=str(path)))          # kind auto detects TorchScript
     assert isinstance(teacher, FunctionTeacher)
     assert not any(p.requires_grad for p in teacher.fn.parameters()) and not teacher.fn.training
-    bound = bind(teacher, spec_of(ALE_FULL, (10, 10, 10)))
+    bound = bind(teacher, spec_of(ALE_FULL, (10, 10, 10), tasks=("a", "b")))   # a padded suite
     obs = torch.randint(0, 2, (3, 10, 10, 10), dtype=torch.uint8)
     out, _ = bound(obs, torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.zeros(3), ())
     with torch.no_grad():

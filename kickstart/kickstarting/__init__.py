@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kickstart.config import Config
-from kickstart.kickstarting.hooks import TeacherHook, field_name, make_hooks, task_ids
+from kickstart.kickstarting.hooks import TeacherHook, coverage, field_name, make_hooks
 from kickstart.kickstarting.schedules import schedule_value
 from kickstart.kickstarting.teachers import check_name, load_bound_teacher, placement, register_teacher
 from kickstart.kickstarting.term import KickstartTerm
@@ -76,10 +76,11 @@ def build(cfg: Config, spec: EnvSpec) -> KickstartSetup:
     ks = cfg.kickstart
     if not ks.enabled:
         return KickstartSetup()
-    covered, fields, in_learner = {}, {}, {}
-    for name, tc in ks.teachers.items():
+    fields, in_learner = {}, {}
+    for name in ks.teachers:
         check_name(name)
-        covered[name] = task_ids(name, tc.tasks, spec)
+    covered = coverage(ks, spec)
+    for name, tc in ks.teachers.items():
         teacher = load_bound_teacher(name, tc, spec)
         if placement(name, ks.placement, teacher) == "learner":
             in_learner[name] = teacher

@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from kickstart.config import Config
+from kickstart.config import Config, KickstartConfig
 from kickstart.errors import UserError
 from kickstart.kickstarting.teachers import BoundTeacher, load_bound_teacher, placement
 from kickstart.runtime.unroll import Field, net_inputs
@@ -62,6 +62,19 @@ def task_ids(name: str, tasks: Sequence[str], spec: EnvSpec) -> list[int]:
                             f"tasks: {', '.join(spec.task_names)}")
         if i not in out:
             out.append(i)
+    return out
+
+
+def coverage(ks: KickstartConfig, spec: EnvSpec) -> dict[str, list[int]]:
+    """The task ids each teacher covers: from ``kickstart.task_teachers`` (task -> teacher) when it
+    is given, else from each teacher's own ``tasks`` list (empty: every task)."""
+    if not ks.task_teachers:
+        return {name: task_ids(name, tc.tasks, spec) for name, tc in ks.teachers.items()}
+    out: dict[str, list[int]] = {name: [] for name in ks.teachers}
+    for task, name in ks.task_teachers.items():
+        for i in task_ids(name, [task], spec):
+            if i not in out[name]:
+                out[name].append(i)
     return out
 
 
@@ -180,8 +193,9 @@ def make_hooks(cfg: Config, spec: EnvSpec) -> list[TeacherHook]:
     :func:`~kickstart.kickstarting.teachers.placement`); use as ``HookFactory(make_hooks)``, it runs
     in each actor process."""
     hooks = []
+    covered = coverage(cfg.kickstart, spec)
     for name, tc in cfg.kickstart.teachers.items():
         teacher = load_bound_teacher(name, tc, spec)
         if placement(name, cfg.kickstart.placement, teacher) == "actor":
-            hooks.append(TeacherHook(name, teacher, task_ids(name, tc.tasks, spec)))
+            hooks.append(TeacherHook(name, teacher, covered[name]))
     return hooks

@@ -28,9 +28,10 @@ learner's network in the loss term, see :func:`placement`).
 
 :func:`bind` adapts a teacher to the student's env spec (:class:`BoundTeacher`):
 
-* Observations: identical shapes pass through; when the student's images have more channels than
-  the teacher's and the other dims match (MinAtar suites zero-pad every game to 10 channels), the
-  teacher sees the leading ``C_teacher`` channels. Anything else is a :class:`UserError`.
+* Observations: identical shapes pass through; when the student plays a multi-task suite whose
+  images have more channels than the teacher's and the other dims match (MinAtar suites zero-pad
+  every game to 10 channels), the teacher sees the leading ``C_teacher`` channels. Anything else
+  (a single-game student with other channels included) is a :class:`UserError`.
 * Actions, by ``EnvSpec.action_meanings``: teacher action i becomes the student action with the
   same meaning; student actions the teacher lacks get probability 0 (logit ``-inf``). A teacher
   action the student cannot take is a :class:`UserError`. Without meanings, the teacher must have
@@ -344,13 +345,16 @@ def load_teacher(name: str, cfg: TeacherConfig) -> Teacher:
 
 # -- adaptation to the student's env ---------------------------------------------------------------
 
-def obs_channels(name: str, teacher_shape: Sequence[int], student_shape: Sequence[int]) -> int | None:
+def obs_channels(name: str, teacher_shape: Sequence[int], student_shape: Sequence[int],
+                 padded: bool = True) -> int | None:
     """How the teacher sees the student's observations: None (as they are) or a number of leading
-    channels to keep (the student's extra channels are padding). UserError when neither fits."""
+    channels to keep, when the student's extra channels are padding (``padded``: a multi-task suite
+    whose games are zero-padded to a common channel count; in a single game extra channels are
+    real, so a teacher with fewer cannot read them). UserError when neither fits."""
     t, s = tuple(int(d) for d in teacher_shape), tuple(int(d) for d in student_shape)
     if t == s:
         return None
-    if len(t) == len(s) == 3 and t[1:] == s[1:] and 0 < t[0] < s[0]:
+    if padded and len(t) == len(s) == 3 and t[1:] == s[1:] and 0 < t[0] < s[0]:
         return t[0]
     raise UserError(f"teacher {name!r} expects observations of shape {t} but the student's are {s}")
 
@@ -390,7 +394,7 @@ class BoundTeacher:
         self.multi_discrete = student.multi_discrete
         self.num_logits = sum(student.action_nvec) if student.multi_discrete else student.num_actions
         t_shape = teacher.obs_shape if teacher.obs_shape is not None else student.obs_shape
-        self.channels = obs_channels(teacher.name, t_shape, student.obs_shape)
+        self.channels = obs_channels(teacher.name, t_shape, student.obs_shape, padded=student.num_tasks > 1)
         self._probe(t_shape)  # learns a function teacher's number of actions; checks every teacher runs
         self.index, self.inverse = self._actions(teacher, student)
 
