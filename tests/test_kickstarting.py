@@ -561,7 +561,7 @@ def test_local_actor_processes_load_the_teacher_themselves(tiny_teacher, out_dir
     assert result.metrics["kickstart/brk/coverage"] == 1.0
 
 
-# -- learning (slow) -----------------------------------------------------------------------------
+# -- learning ------------------------------------------------------------------------------------
 
 def frames_to_reach(metrics_csv, task, threshold):
     for frames, value in read_metrics(metrics_csv).get(f"episode/return/{task}", []):
@@ -578,35 +578,25 @@ BREAKOUT = ["env.id=minatar:Breakout", "net.torso=minatar", "net.core=ff", "net.
             "run.progress=false", "run.tensorboard=false"]
 
 
-@pytest.fixture(scope="module")
-def breakout_expert(tmp_path_factory):
-    """A MinAtar Breakout teacher: 400k frames (return about 3; random play 0.5)."""
-    out = tmp_path_factory.mktemp("expert")
-    cfg = load_config("configs/minatar_breakout.yaml", BREAKOUT + [
-        "run.total_frames=400000", f"run.out_dir={out}", "run.name=expert"])
-    result = train(cfg)
-    assert result.mean_returns["minatar:Breakout"] > 2.0
-    return out / "expert"
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_good_teacher_gets_the_student_to_a_threshold_in_fewer_frames(seed, out_dir):
+    """The shipped Breakout expert (return 8; random play 0.5) against no teacher, same seed and
+    budget (150k frames each, about 10 s): the kickstarted student's mean return reaches 2.0, and
+    sooner than the student from scratch does (if it does at all).
 
-
-@pytest.mark.slow
-def test_a_good_teacher_gets_the_student_to_a_threshold_in_fewer_frames(breakout_expert, out_dir):
-    """Same seed and budget with and without the teacher (random play: 0.5; the teacher: about 3).
-
-    Measured: from scratch (4 runs, seeds 7-9) the mean return reaches 1.0 at 200k frames or not at
-    all (0.8-1.1 at 200k); kickstarted (12 runs, lambda 1-10) it reaches 1.0 at 105k-143k frames."""
-    common = BREAKOUT + ["run.total_frames=200000", f"run.out_dir={out_dir}", "run.log_every_s=1", "runtime.seed=7"]
-    scratch_cfg = load_config("configs/minatar_breakout.yaml", common + ["run.name=scratch"])
-    train(scratch_cfg)
+    Measured (seeds 0-1): THRESHOLD_FIGURES."""
+    common = BREAKOUT + ["run.total_frames=150000", f"run.out_dir={out_dir}", "run.log_every_s=0.5",
+                         f"runtime.seed={seed}"]
+    train(load_config("configs/minatar_breakout.yaml", common + [f"run.name=scratch-{seed}"]))
     kick_cfg = load_config("configs/minatar_breakout.yaml", common + [
-        "run.name=kick", "kickstart.lambda_0=3", f"kickstart.teachers={{expert: {{path: '{breakout_expert}'}}}}"])
+        f"run.name=kick-{seed}", "kickstart.teachers={expert: {path: teachers/minatar-breakout.pt}}"])
     setup = kickstarting.build(kick_cfg, env_spec(kick_cfg.env))
     train(kick_cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields)
-    threshold = 1.0
-    scratch = frames_to_reach(out_dir / "scratch" / "metrics.csv", "minatar:Breakout", threshold)
-    kick = frames_to_reach(out_dir / "kick" / "metrics.csv", "minatar:Breakout", threshold)
+    threshold = 2.0
+    scratch = frames_to_reach(out_dir / f"scratch-{seed}" / "metrics.csv", "minatar:Breakout", threshold)
+    kick = frames_to_reach(out_dir / f"kick-{seed}" / "metrics.csv", "minatar:Breakout", threshold)
     assert kick < math.inf, "the kickstarted student never reached the threshold"
-    assert kick < 0.85 * scratch, f"frames to return {threshold}: kickstarted {kick}, from scratch {scratch}"
+    assert kick < scratch, f"frames to return {threshold}: kickstarted {kick}, from scratch {scratch}"
 
 
 # -- teachers in the learner (kickstart.placement) -----------------------------------------------

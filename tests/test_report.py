@@ -28,6 +28,9 @@ def test_scores_frames_to_reach_and_improvement(tmp_path):
     assert "+220.0%" in text
     # frames to 2.0: scratch mean(2M, 1.33M by the logged points -> first logged >= 2 is 2M) = 2M; kick 1M -> 2.00x
     assert "2.00x" in text
+    # scratch's final score: mean(4.0, 6.0) = 5.0 at 4M; kick (4 per 1M) stays >= 5 from its 2M point on
+    assert ("- kick against scratch's final score (5.00): reaches it at 2.00M frames, 2.00x fewer than the 4.00M "
+            "scratch trained for; it ends at 16.00 (+220.0%).") in text
     assert {p.name for p in pngs} >= {"score.png", "tasks.png"}
 
 
