@@ -472,7 +472,7 @@ class MixMatchConfig:
         _choice(s, "kl_grad", self.kl_grad, KL_GRADS)
         _choice(s, "mixing", self.mixing, MIXINGS)
         _check(not (self.shared_head and self.kl == "masked"),
-               "mixmatch.shared_head=true with mixmatch.kl=masked: the shared head makes pi_i pi_{i+1} renormalised on "
+               "mixmatch.shared_head=true with mixmatch.kl=masked: with a shared head pi_i is pi_{i+1} renormalised on "
                "pi_i's actions, so the masked KL is always 0 and the M&M term does nothing; use mixmatch.kl=full")
 
     @property

@@ -56,6 +56,10 @@ class LossTerm(Protocol):
     # def prepare(self, net, hparams: dict[str, float], frames: int) -> None:
     #     """Before each forward pass of the learner (and before parameters are first published):
     #     set what the network reads from the hyperparameters (e.g. Mix & Match's alpha buffer)."""
+    # def balance(self, idle: float) -> None:
+    #     """Every few seconds: the fraction of the last window the learner spent waiting for
+    #     batches (0: the learner is the bottleneck; large: the actors are), to move work between
+    #     learner and actors (e.g. kickstarting's split teachers)."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -117,6 +121,13 @@ class Learner:
             prepare = getattr(term, "prepare", None)
             if prepare is not None:
                 prepare(self.net, self.hparams, frames)
+
+    def balance(self, idle: float) -> None:
+        """Report the learner's recent idle fraction to the loss terms that balance work (see LossTerm)."""
+        for term in self.terms:
+            balance = getattr(term, "balance", None)
+            if balance is not None:
+                balance(idle)
 
     def learning_rate(self, frames: int) -> float:
         lr = self.hparams["learning_rate"]
@@ -187,22 +198,22 @@ class Learner:
             group["lr"] = lr
         total, metrics = self.loss(batch, frames)
         self.optimizer.zero_grad(set_to_none=True)
-        if not total.requires_grad:
+        if total.requires_grad:
+            total.backward()
+            if self.cfg.max_grad_norm > 0:
+                norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
+            else:
+                norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in self.net.parameters()
+                                      if p.grad is not None))
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
+                                         f"lower learner.learning_rate (now {lr:g}) or check rewards")
+            self.optimizer.step()
+            self.steps += 1
+        else:
             # Nothing to learn from this batch: pure distillation (learner.rl_loss=false) once every
             # teacher's lambda is 0. No optimiser step (Adam's momentum would still move the weights).
-            metrics.update({"grad/norm": 0.0, "learner/lr": lr})
-            metrics.update({f"hparams/{k}": v for k, v in self.hparams.items()})
-            return metrics
-        total.backward()
-        if self.cfg.max_grad_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
-        else:
-            norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in self.net.parameters() if p.grad is not None))
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
-                                     f"lower learner.learning_rate (now {lr:g}) or check rewards")
-        self.optimizer.step()
-        self.steps += 1
+            norm = 0.0
         metrics["grad/norm"] = float(norm)
         metrics["learner/lr"] = lr
         for k, v in self.hparams.items():

@@ -236,17 +236,25 @@ class Trainer:
         if self.frames >= frames:
             return True
         self.start()
-        last_log = last_ckpt = time.monotonic()
+        last_log = last_ckpt = last_balance = time.monotonic()
         log_frames, t_start = self.frames, time.monotonic()
         t_prev = t_start
+        waited = 0.0
         while self.frames < frames and not self._stop_requested:
+            t_get = time.monotonic()
             batch = self.backend.get_batch()                       # collect
+            waited += time.monotonic() - t_get
             self._accumulate(self._update(batch))                  # update
             self.backend.publish(self._cpu_params(), self.learner.published_hparams(self.frames))  # publish
             self.stats.update(batch)
             now = time.monotonic()
             self.elapsed += now - t_prev
             t_prev = now
+            if now - last_balance >= BALANCE_EVERY_S:               # balance learner and actor work
+                idle = waited / (now - last_balance)
+                self.learner.balance(idle)
+                self._accumulate({"perf/learner_idle": idle})
+                last_balance, waited = now, 0.0
             if progress is not None:
                 progress(self)
             if now - last_log >= self.cfg.run.log_every_s:         # log
@@ -270,6 +278,11 @@ class Trainer:
     def result(self, interrupted: bool = False) -> TrainResult:
         return TrainResult(self.run_dir, self.frames, self.agent_steps, self.elapsed, self.stats.mean_returns(),
                            self.stats.suite_score(), interrupted, dict(self.last_metrics))
+
+
+BALANCE_EVERY_S = 2.0
+"""How often the trainer reports the learner's idle fraction (time waiting for batches) to the loss
+terms (``Learner.balance``) and logs it as ``perf/learner_idle``."""
 
 
 def net_num_logits(net) -> int:

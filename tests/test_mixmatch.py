@@ -565,7 +565,7 @@ def test_curriculum_learns_and_hands_over_to_the_target(out_dir, config, task, t
     from kickstart.train import train
 
     cfg = load_config(config, extra + ["run.total_frames=400000", "mixmatch.alpha_end_frames=200000",
-                                       f"run.out_dir={out_dir}"])
+                                       f"run.out_dir={out_dir}", "run.log_every_s=0.5"])   # last window: alpha 1
     result = train(cfg)
     assert result.metrics["mixmatch/alpha"] == 1.0
     ret = result.mean_returns[task]

@@ -76,15 +76,18 @@ def build(cfg: Config, spec: EnvSpec) -> KickstartSetup:
     ks = cfg.kickstart
     if not ks.enabled:
         return KickstartSetup()
-    fields, in_learner = {}, {}
+    fields, in_learner, split = {}, {}, set()
     for name in ks.teachers:
         check_name(name)
     covered = coverage(ks, spec)
     for name, tc in ks.teachers.items():
         teacher = load_bound_teacher(name, tc, spec)
-        if placement(name, ks.placement, teacher) == "learner":
+        where = placement(name, ks.placement, teacher)
+        if where in ("learner", "split"):
             in_learner[name] = teacher
-        else:
+        if where == "split":
+            split.add(name)
+        if where in ("actor", "split"):
             fields[field_name(name)] = Field((teacher.num_logits,), torch.float32)
-    term = KickstartTerm(ks, covered, spec.num_tasks, in_learner)
+    term = KickstartTerm(ks, covered, spec.num_tasks, in_learner, split)
     return KickstartSetup([term], HookFactory(make_hooks) if fields else None, fields)

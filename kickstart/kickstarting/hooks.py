@@ -10,6 +10,9 @@ learner runs a network over an unroll: many small per-step forwards cost several
 
 * Columns: only the envs whose task the teacher covers are run (index-select ``[T', cols]`` once
   per unroll, run, scatter back); the column index is computed once per actor (tasks are fixed).
+  A teacher split between actors and learner (``placement`` ``"split"``) runs on the first
+  ``round(share * n)`` of its ``n`` covered columns, ``share`` being the published
+  ``kickstart/actor_share``; the learner runs it where the field holds NaN.
 * Recurrent teachers keep one core state per env column, carried across unrolls and reset where
   ``first`` is set (by the teacher's own core, inside the unroll), so the logits are exactly those
   the teacher would output had it watched the same stream step by step (tested).
@@ -42,6 +45,11 @@ def field_name(teacher: str) -> str:
 
 def lambda_name(teacher: str) -> str:
     return f"kickstart/lambda/{teacher}"
+
+
+ACTOR_SHARE = "kickstart/actor_share"
+"""Published to the actors: the share of its covered columns on which a split teacher runs in the
+actor (the first ``round(share * n)`` of them); the learner runs it on the others."""
 
 
 def task_ids(name: str, tasks: Sequence[str], spec: EnvSpec) -> list[int]:
@@ -103,8 +111,15 @@ class TeacherHook:
     1600, whose buffers glibc's malloc maps fresh each time (~3,200 page faults per call); so an
     unroll of 20 entries of 80 envs runs as 4 calls."""
 
-    def __init__(self, name: str, teacher: BoundTeacher, tasks: Sequence[int]):
+    def __init__(self, name: str, teacher: BoundTeacher, tasks: Sequence[int], split: bool = False):
+        """``split``: the teacher is split between actors and learner (``placement`` ``"split"``,
+        feed-forward teachers only): run it on the first ``round(share * n)`` of the ``n`` covered
+        columns, ``share`` being the published ``kickstart/actor_share`` (0 until one arrives)."""
+        if split and teacher.recurrent:
+            raise ValueError(f"teacher {name!r} is recurrent: its state must follow every column, it cannot be split")
         self.name = name
+        self.split = split
+        self.share = 0.0
         self.teacher = teacher
         self.key = field_name(name)
         self.lambda_key = lambda_name(name)
@@ -126,6 +141,8 @@ class TeacherHook:
     def set_hparams(self, hparams: dict[str, float]) -> None:
         if self.lambda_key in hparams:
             self.weight = float(hparams[self.lambda_key])
+        if self.split and ACTOR_SHARE in hparams:
+            self.share = min(1.0, max(0.0, float(hparams[ACTOR_SHARE])))
 
     def _columns(self, task: Tensor) -> Tensor:
         """The covered columns; an env's task is fixed, so this is computed once per actor."""
@@ -160,6 +177,8 @@ class TeacherHook:
                 self.synced.zero_()     # the teacher misses these steps of every env's stream
             return
         cols = self._columns(buf["task"][start])
+        if self.split:
+            cols = cols[:round(self.share * cols.numel())]   # the learner runs the teacher on the others
         if cols.numel() == 0:
             return
         obs, last_action, reward, first = (buf[k][start:] for k in ("obs", "last_action", "reward", "first"))
@@ -196,6 +215,7 @@ def make_hooks(cfg: Config, spec: EnvSpec) -> list[TeacherHook]:
     covered = coverage(cfg.kickstart, spec)
     for name, tc in cfg.kickstart.teachers.items():
         teacher = load_bound_teacher(name, tc, spec)
-        if placement(name, cfg.kickstart.placement, teacher) == "actor":
-            hooks.append(TeacherHook(name, teacher, covered[name]))
+        where = placement(name, cfg.kickstart.placement, teacher)
+        if where in ("actor", "split"):
+            hooks.append(TeacherHook(name, teacher, covered[name], split=where == "split"))
     return hooks

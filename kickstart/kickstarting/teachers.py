@@ -490,9 +490,10 @@ def load_bound_teacher(name: str, cfg: TeacherConfig, student: EnvSpec) -> Bound
 
 
 def placement(name: str, mode: str, teacher: BoundTeacher) -> str:
-    """Where teacher ``name`` runs, ``"actor"`` or ``"learner"``, under ``kickstart.placement=mode``
-    (see :mod:`kickstart.kickstarting`): ``auto`` puts feed-forward torch-module teachers in the
-    learner and the others in the actors; ``learner`` with a recurrent teacher is a UserError."""
+    """Where teacher ``name`` runs, ``"actor"``, ``"learner"`` or ``"split"`` (both: the actors on a
+    share of the columns it covers, the learner on the rest), under ``kickstart.placement=mode`` (see
+    :mod:`kickstart.kickstarting`): ``auto`` splits feed-forward torch-module teachers and puts the
+    others in the actors; ``learner`` with a recurrent teacher is a UserError."""
     if mode == "actor":
         return "actor"
     if teacher.recurrent:
@@ -502,4 +503,4 @@ def placement(name: str, mode: str, teacher: BoundTeacher) -> str:
         return "actor"
     if mode == "learner":
         return "learner"
-    return "learner" if teacher.teacher.movable else "actor"
+    return "split" if teacher.teacher.movable else "actor"

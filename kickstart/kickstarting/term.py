@@ -10,8 +10,11 @@ weight is 0 is not run.
 
 Teachers placed in the learner (``kickstart.placement``) are held by this term and run here, on the
 batch's covered columns and on the learner's device, before the loss; the others' logits arrive
-with the batch (``teacher_logits/<name>``, written by the actors' hooks). A teacher whose weight is 0
-is skipped in both places.
+with the batch (``teacher_logits/<name>``, written by the actors' hooks). Split teachers (``auto``
+for feed-forward module teachers) are both: the actors run them on a share of the columns
+(``kickstart/actor_share``, published with the parameters) and this term on the rest, where the
+batch holds NaN. :meth:`KickstartTerm.balance` moves the share every few seconds towards whichever
+side has slack, from the learner's idle fraction. A teacher whose weight is 0 is skipped everywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from kickstart.config import KickstartConfig
-from kickstart.kickstarting.hooks import TeacherHook, field_name, lambda_name, run_teacher
+from kickstart.kickstarting.hooks import ACTOR_SHARE, TeacherHook, field_name, lambda_name, run_teacher
 from kickstart.kickstarting.schedules import schedule_value
 from kickstart.kickstarting.teachers import BoundTeacher
 from kickstart.learner import LossContext
@@ -41,19 +44,35 @@ class KickstartTerm:
     max_rows = TeacherHook.max_rows
     """Rows per teacher call on a CPU learner (as in the actors); one call on a GPU."""
 
+    idle_low = 0.02
+    """``balance``: below this learner idle fraction the learner is the bottleneck; the actors take a
+    larger share of the split teachers' work."""
+    idle_high = 0.06
+    """... above it the actors are; the learner takes a larger share back."""
+    share_step = 0.05
+    """How far one ``balance`` call moves the actors' share."""
+
     def __init__(self, cfg: KickstartConfig, covered_tasks: dict[str, list[int]], num_tasks: int,
-                 learner_teachers: dict[str, BoundTeacher] | None = None):
+                 learner_teachers: dict[str, BoundTeacher] | None = None, split: set[str] | None = None):
         """
         Args:
           cfg: the schedule, ``alpha`` and each teacher's ``rho``.
           covered_tasks: per teacher (in ``cfg.teachers``), the task ids it covers.
           num_tasks: tasks of the run.
-          learner_teachers: the teachers this term runs itself (placed in the learner), by name;
-            the others' logits are read from the batch.
+          learner_teachers: the teachers this term runs itself (placed in the learner, or split),
+            by name; the others' logits are read from the batch.
+          split: the learner teachers that the actors also run, on a share of the columns they
+            cover (``kickstart/actor_share``, moved by :meth:`balance`): the term reads their logits
+            from the batch and computes them itself where the batch holds NaN.
         """
         self.cfg = cfg
         self.teachers = list(cfg.teachers)
         self.learner_teachers = dict(learner_teachers or {})
+        self.split = set(split or ())
+        unknown = self.split - set(self.learner_teachers)
+        if unknown:
+            raise ValueError(f"split teachers {sorted(unknown)} must be learner teachers too")
+        self.share = 0.0
         self._devices: dict[str, torch.device] = {}
         self.hparams = {ALPHA: float(cfg.alpha)}
         for t in self.teachers:
@@ -72,7 +91,22 @@ class KickstartTerm:
         return {t: lam * hparams[rho_name(t)] for t in self.teachers}
 
     def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
-        return {lambda_name(t): w for t, w in self.weights(hparams, frames).items()}
+        out = {lambda_name(t): w for t, w in self.weights(hparams, frames).items()}
+        if self.split:
+            out[ACTOR_SHARE] = self.share
+        return out
+
+    def balance(self, idle: float) -> None:
+        """Move split teachers' work towards the side with slack: the learner idle less than
+        ``idle_low`` of the time (it is the bottleneck) gives the actors ``share_step`` more of the
+        columns; idle more than ``idle_high`` (the actors are) takes ``share_step`` back. On a GPU
+        learner, where a teacher is nearly free, the share stays at 0."""
+        if not self.split:
+            return
+        if idle < self.idle_low:
+            self.share = min(1.0, self.share + self.share_step)
+        elif idle > self.idle_high:
+            self.share = max(0.0, self.share - self.share_step)
 
     def _teacher_logits(self, name: str, batch: dict[str, torch.Tensor], cover: torch.Tensor,
                         width: int) -> torch.Tensor:
@@ -111,7 +145,15 @@ class KickstartTerm:
             if lam == 0.0:
                 continue                                # no cost: nothing computed
             cover = self.covers[t].to(task.device)[task]
-            if t in self.learner_teachers:
+            if t in self.split and field_name(t) in ctx.batch:
+                # The actors ran the teacher on a share of the columns; run it here where they did not.
+                teacher = ctx.batch[field_name(t)][:-1]
+                need = cover & torch.isnan(teacher[..., 0])
+                if bool(need.any()):
+                    mine = self._teacher_logits(t, ctx.batch, need, student.shape[-1])
+                    teacher = torch.where(need.unsqueeze(-1), mine, teacher)
+                masks[t] = cover
+            elif t in self.learner_teachers:
                 teacher = self._teacher_logits(t, ctx.batch, cover, student.shape[-1])
                 masks[t] = cover
             else:
@@ -119,6 +161,8 @@ class KickstartTerm:
                 # NaN logits: the actor did not run the teacher there (see kickstarting/hooks.py).
                 masks[t] = cover & ~torch.isnan(teacher[..., 0])
             active.append((t, lam, teacher))
+        if self.split:
+            metrics["kickstart/actor_share"] = self.share
         if not active:
             metrics["loss/kickstart"] = 0.0
             return student.new_zeros(()), metrics
