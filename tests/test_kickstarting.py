@@ -844,21 +844,33 @@ def test_a_split_teacher_gives_the_loss_of_the_same_teacher_in_the_actors(share)
 def test_balance_moves_the_actors_share_towards_the_side_with_slack():
     spec = spec_of()
     ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")})
-    term = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)}, {"ff"})
-    assert term.actor_hparams(dict(term.hparams), 0)["kickstart/actor_share"] == 0.0
-    for _ in range(5):
-        term.balance(0.0)                           # the learner never waits: it is the bottleneck
-    assert term.share == pytest.approx(5 * term.share_step)
-    term.balance(0.04)                              # inside the band: hold
-    assert term.share == pytest.approx(5 * term.share_step)
-    term.balance(0.5)                               # the learner waits: the actors are the bottleneck
-    assert term.share == pytest.approx(4 * term.share_step)
+
+    def term():
+        return KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)}, {"ff"})
+
+    t = term()
+    assert t.actor_hparams(dict(t.hparams), 0)["kickstart/actor_share"] == 0.0
+    shares = []
+    for _ in range(4):                              # the learner never waits beyond its floor: the bottleneck
+        t.balance(0.01)
+        shares.append(t.share)
+    assert shares == pytest.approx([0.1, 0.25, 0.45, 0.65])            # steps 0.1, 0.15, 0.2 (the largest), 0.2
+    t.balance(0.025)                                # within the band above the floor (0.01): hold
+    assert t.share == pytest.approx(0.65)
+    t.balance(0.2)                                  # the learner waits: the actors are the bottleneck
+    assert t.share == pytest.approx(0.55)           # reversed: half the step
+    t.balance(0.01)
+    assert t.share == pytest.approx(0.6)            # reversed again: half again
+    for idle in [0.01, 0.3] * 20:                   # oscillating around the balance point: the smallest step
+        t.balance(idle)
+    assert t._step == pytest.approx(0.025) and 0.0 <= t.share <= 1.0
     for _ in range(100):
-        term.balance(0.0)
-    assert term.share == 1.0 and term.actor_hparams(dict(term.hparams), 0)["kickstart/actor_share"] == 1.0
-    for _ in range(100):
-        term.balance(1.0)
-    assert term.share == 0.0
+        t.balance(0.0)
+    assert t.share == 1.0 and t.actor_hparams(dict(t.hparams), 0)["kickstart/actor_share"] == 1.0
+    gpu = term()                                    # a GPU learner waits for the actors most of the time
+    for idle in [0.6, 0.5, 0.55, 0.45] * 10:
+        gpu.balance(idle)
+    assert gpu.share == 0.0
     learner_only = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)})
     learner_only.balance(0.0)
     assert "kickstart/actor_share" not in learner_only.actor_hparams(dict(learner_only.hparams), 0)

@@ -14,7 +14,7 @@ with the batch (``teacher_logits/<name>``, written by the actors' hooks). Split 
 for feed-forward module teachers) are both: the actors run them on a share of the columns
 (``kickstart/actor_share``, published with the parameters) and this term on the rest, where the
 batch holds NaN. :meth:`KickstartTerm.balance` moves the share every few seconds towards whichever
-side has slack, from the learner's idle fraction. A teacher whose weight is 0 is skipped everywhere.
+side has slack, from the learner's idle fraction (``perf/learner_idle``). A teacher whose weight is 0 is skipped everywhere.
 """
 
 from __future__ import annotations
@@ -44,13 +44,17 @@ class KickstartTerm:
     max_rows = TeacherHook.max_rows
     """Rows per teacher call on a CPU learner (as in the actors); one call on a GPU."""
 
-    idle_low = 0.02
-    """``balance``: below this learner idle fraction the learner is the bottleneck; the actors take a
-    larger share of the split teachers' work."""
-    idle_high = 0.06
-    """... above it the actors are; the learner takes a larger share back."""
-    share_step = 0.05
-    """How far one ``balance`` call moves the actors' share."""
+    idle_margin_low = 0.01
+    """``balance``: the learner idle less than this above its floor (the smallest idle fraction seen,
+    at most ``idle_floor_cap``: the part of ``get_batch`` that is copying, not waiting) is the
+    bottleneck; the actors take a larger share of the split teachers' work."""
+    idle_margin_high = 0.025
+    """... idle more than this above its floor: the actors are; the learner takes work back."""
+    idle_floor_cap = 0.02
+    step_range = (0.025, 0.2)
+    """The share moves by a step that starts at 0.1, grows x1.5 while moves go the same way and
+    halves when they reverse (within this range), so that it converges in a few moves and then
+    stays within a small step of the balance point."""
 
     def __init__(self, cfg: KickstartConfig, covered_tasks: dict[str, list[int]], num_tasks: int,
                  learner_teachers: dict[str, BoundTeacher] | None = None, split: set[str] | None = None):
@@ -73,6 +77,7 @@ class KickstartTerm:
         if unknown:
             raise ValueError(f"split teachers {sorted(unknown)} must be learner teachers too")
         self.share = 0.0
+        self._step, self._direction, self._floor = 0.1, 0, 1.0
         self._devices: dict[str, torch.device] = {}
         self.hparams = {ALPHA: float(cfg.alpha)}
         for t in self.teachers:
@@ -97,16 +102,28 @@ class KickstartTerm:
         return out
 
     def balance(self, idle: float) -> None:
-        """Move split teachers' work towards the side with slack: the learner idle less than
-        ``idle_low`` of the time (it is the bottleneck) gives the actors ``share_step`` more of the
-        columns; idle more than ``idle_high`` (the actors are) takes ``share_step`` back. On a GPU
-        learner, where a teacher is nearly free, the share stays at 0."""
+        """Move split teachers' work towards the side with slack, from the learner's idle fraction
+        over the last few seconds: near its floor, the learner is the bottleneck and the actors take
+        a step more of the columns; clearly above it, the actors are and the learner takes a step
+        back (see ``idle_margin_low``, ``idle_margin_high``, ``step_range``). On a GPU learner, idle
+        most of the time, the share stays at 0."""
         if not self.split:
             return
-        if idle < self.idle_low:
-            self.share = min(1.0, self.share + self.share_step)
-        elif idle > self.idle_high:
-            self.share = max(0.0, self.share - self.share_step)
+        self._floor = min(self._floor, idle)
+        floor = min(self._floor, self.idle_floor_cap)
+        if idle < floor + self.idle_margin_low:
+            direction = 1
+        elif idle > floor + self.idle_margin_high:
+            direction = -1
+        else:
+            return
+        low, high = self.step_range
+        if direction == self._direction:
+            self._step = min(high, self._step * 1.5)
+        elif self._direction:
+            self._step = max(low, self._step / 2)
+        self._direction = direction
+        self.share = min(1.0, max(0.0, self.share + direction * self._step))
 
     def _teacher_logits(self, name: str, batch: dict[str, torch.Tensor], cover: torch.Tensor,
                         width: int) -> torch.Tensor:
