@@ -324,9 +324,11 @@ class KickstartConfig:
     placement: str = "auto"
     """Where teacher logits are computed: ``actor`` (each actor runs its teachers once per unroll
     and stores their logits with it), ``learner`` (the learner runs them on each batch, on its
-    device), or ``auto``: the learner for feed-forward teachers that are torch modules, the actors
-    for recurrent teachers (their core state must follow each env's stream) and plain Python
-    callables. See :mod:`kickstart.kickstarting`."""
+    device), or ``auto``: feed-forward teachers that are torch modules are split, the actors
+    running them on a share of the columns and the learner on the rest, the share following
+    whichever side has slack (``kickstart/actor_share``); recurrent teachers (their core state must
+    follow each env's stream) and plain Python callables run in the actors. See
+    :mod:`kickstart.kickstarting`."""
 
     def __post_init__(self) -> None:
         s = "kickstart"

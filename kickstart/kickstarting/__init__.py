@@ -8,21 +8,29 @@ tasks of a multi-task run (expert teachers, Sec. 5.2); a task covered by two tea
 
 Design: where teacher logits are computed is ``kickstart.placement`` (default ``auto``):
 
-* **in the learner** (``auto`` for feed-forward teachers that are torch modules: kickstart
-  checkpoints, exported policies, TorchScript files): :class:`~kickstart.kickstarting.term.KickstartTerm`
-  holds the teacher and runs it on each batch, over the columns whose task it covers, on the
-  learner's device. One pass over ``T x B`` rows is the cheapest way to run a network (on a GPU it
-  is nearly free), nothing extra travels with the unrolls, and the actors, which on a machine with
-  few cores are often the bottleneck, do no extra work: on 2 cores (MinAtar-5, ``bench/throughput``,
-  3 runs) kickstarting cost a median 7.5% (1 teacher) and -0.1% (5 experts) of from-scratch
-  frames/s with the teachers here, against 13-15% with them in the actor;
+* **split between actors and learner** (``auto`` for feed-forward teachers that are torch modules:
+  kickstart checkpoints, exported policies, TorchScript files). The actors run the teacher on the
+  first ``share`` of the env columns it covers and store the logits with the unroll; the learner
+  (:class:`~kickstart.kickstarting.term.KickstartTerm`) runs it on the rest of the batch, where
+  the stored logits are NaN, on its own device. Every 2 s the trainer reports how much of the time
+  the learner waited for batches, and the term moves ``share`` (``kickstart/actor_share``,
+  published with the parameters) towards the side with slack. Why: a teacher's forward pass costs
+  about a quarter of a learner step here, and which side has room for it depends on the machine.
+  With the learner on a GPU the teacher is nearly free there and the share stays 0; on 2 CPU cores
+  running MinAtar-5, actor and learner are both saturated, and the whole teacher in either place
+  cost 19-28% of from-scratch frames/s, against a median 12.9% (1 teacher) and 17.4% (5 experts)
+  split (``bench/throughput``, 3 runs; the floor is 10.6% there, see the README). A
+  feed-forward teacher's logits at a step depend on that step's observation alone, so either side
+  computes exactly the same numbers (tested);
 * **in the actors** (``auto`` for recurrent teachers and plain Python callables; ``actor`` for all):
   an actor hook per teacher (:class:`~kickstart.kickstarting.hooks.TeacherHook`) runs it once per
   unroll and stores its logits with the unroll as ``teacher_logits/<name>`` (``[T+1, N, L_student]``
   float32), which the term reads. A recurrent teacher must run there: it keeps its own core state
   along each env's stream (carried across unroll boundaries, reset at ``first``), so its logits are
   exactly what it would output had it watched the same stream, which a learner seeing batches of
-  unrolls from many actors cannot reproduce. Teacher inference then scales with the actors.
+  unrolls from many actors cannot reproduce. Teacher inference then scales with the actors;
+* **in the learner** (``learner``): the term runs it on each batch, over the columns whose task it
+  covers; nothing extra travels with the unrolls.
 
 A teacher whose current lambda is 0 skips its forward pass in both places (the learner publishes
 ``kickstart/lambda/<name>`` with its parameters; an actor hook reads it in ``set_hparams`` and stores
