@@ -9,12 +9,13 @@ env (sticky actions 0.1, difficulty ramping on, no time limit beyond the games' 
 that short episodes are not over-represented; random actions from numpy's PCG64 seeded with 0.)
 The standard errors printed by that run are in the comments.
 
-``REFERENCE``: PROVISIONAL round targets, not published numbers. The MinAtar paper (Young &
-Tian, 2019, arXiv:1903.03176) reports its DQN and AC(lambda) results only as learning curves, and
-we could not retrieve a reliable numeric table from them; these values are round returns of the
-order a well-trained agent reaches in each game, to be replaced by the mean returns of our own
-trained experts (and this docstring updated) once they exist. Until then, treat MinAtar
-normalised scores as relative to these targets only.
+``REFERENCE``: round targets, not published numbers. The MinAtar paper (Young & Tian, 2019,
+arXiv:1903.03176) reports its DQN and AC(lambda) results only as learning curves, and we could not
+retrieve a reliable numeric table from them; these values are round returns of the order a
+well-trained agent reaches in each game. They are deliberately not our shipped experts' returns
+(teachers/README.md): with the experts as 100, capped scores would hide a student that surpasses
+its teachers, which is what kickstarting is for. Every committed result uses these values; change
+them and every suite score changes. Compare MinAtar normalised scores between agents, not with 100.
 """
 
 RANDOM = {  # mean over 1000 episodes (standard error; mean episode length in agent steps)
