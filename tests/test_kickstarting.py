@@ -832,7 +832,8 @@ def test_a_split_teacher_gives_the_loss_of_the_same_teacher_in_the_actors(share)
     for term, buf in ((in_actors, buffers[0]), (split, buffers[1])):
         out, _ = student(*net_inputs(buf["obs"], buf["last_action"], buf["reward"], buf["first"]),
                          tuple(buf[k] for k in buf if k.startswith("core_state.")), buf["task"])
-        ctx = LossContext(batch=buf, out=out, dist=Categorical(6), hparams=dict(term.hparams), reduction="sum", frames=0)
+        ctx = LossContext(batch=buf, out=out, dist=Categorical(6), hparams=dict(term.hparams), reduction="sum",
+                          frames=0)
         loss, metrics = term(ctx)
         results.append((loss.item(), metrics))
     (la, ma), (ls, ms) = results

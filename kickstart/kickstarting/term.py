@@ -14,7 +14,8 @@ with the batch (``teacher_logits/<name>``, written by the actors' hooks). Split 
 for feed-forward module teachers) are both: the actors run them on a share of the columns
 (``kickstart/actor_share``, published with the parameters) and this term on the rest, where the
 batch holds NaN. :meth:`KickstartTerm.balance` moves the share every few seconds towards whichever
-side has slack, from the learner's idle fraction (``perf/learner_idle``). A teacher whose weight is 0 is skipped everywhere.
+side has slack, from the learner's idle fraction (``perf/learner_idle``). A teacher whose weight
+is 0 is skipped everywhere.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class KickstartTerm:
     idle_margin_high = 0.025
     """... idle more than this above its floor: the actors are; the learner takes work back."""
     idle_floor_cap = 0.02
+    """The floor is at most this: a learner idle more than 2% of the time at best has slack."""
     step_range = (0.025, 0.2)
     """The share moves by a step that starts at 0.1, grows x1.5 while moves go the same way and
     halves when they reverse (within this range), so that it converges in a few moves and then

@@ -158,9 +158,9 @@ class MixMatchNet(nn.Module):
             nxt = set(self.comp_specs[i + 1].action_meanings)
             missing = [a for a in self.comp_specs[i].action_meanings if a not in nxt]
             if missing:
-                raise ConfigError(f"mixmatch.components[{i}] acts with {missing}, which components[{i + 1}] cannot take "
-                                  f"({', '.join(self.comp_specs[i + 1].action_meanings)}); each component's actions "
-                                  f"must be a subset of the next one's")
+                takes = ", ".join(self.comp_specs[i + 1].action_meanings)
+                raise ConfigError(f"mixmatch.components[{i}] acts with {missing}, which components[{i + 1}] "
+                                  f"cannot take ({takes}); each component's actions must be a subset of the next one's")
         self.per_task = [c.per_task for c in mm.components]
         self.shared_head = mm.shared_head
         self.mixing = mm.mixing
