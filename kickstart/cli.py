@@ -8,8 +8,11 @@ Exit status:
   no traceback. Checks that need no torch (config, env ids, paths) run before torch is imported,
   so mistakes are answered at once.
 * 130: stopped early by SIGINT (Ctrl-C) *or* SIGTERM (``kill``, a cluster scheduler's preemption).
-  Both mean the same thing: training stopped at the end of the current update, the checkpoint was
-  written, and ``kickstart train --resume RUN_DIR`` continues the run. (The shell convention would
+  Both mean the same thing: on the signal, a checkpoint of the last completed update is written at
+  once (within moments, however long the current update takes); training then stops at the end of
+  the current update, writes its final checkpoint, and ``kickstart train --resume RUN_DIR``
+  continues the run. A second signal exits at once, also with 130: the first one's checkpoint is on
+  disk (only the update in progress is lost). In a PBT population every member does the same. (The shell convention would
   give SIGTERM 143; one code for "stopped on request, resumable" is simpler for job scripts, and
   the training loop does not report which signal stopped it.)
 * anything else: a bug or a crash (with its traceback); the checkpoint is still written.
@@ -26,7 +29,8 @@ from kickstart.errors import UserError
 
 EXAMPLES = """examples:
   kickstart train configs/minatar_breakout.yaml run.total_frames=500000
-  kickstart train configs/minatar5.yaml net.core=lstm learner.learning_rate=3e-4
+  kickstart train configs/minatar5.yaml net.core=lstm --no-progress learner.learning_rate=3e-4
+  kickstart train env.id=CartPole-v1 run.total_frames=200000     # no CONFIG: the built-in defaults
   kickstart train configs/minatar_breakout.yaml pbt.population_size=4 pbt.ready_frames=50000
   kickstart train --resume runs/minatar-breakout-20261121-101500 run.total_frames=4000000
   kickstart eval runs/minatar-breakout-20261121-101500 --episodes 20
@@ -34,17 +38,39 @@ EXAMPLES = """examples:
 """
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand's parser that takes its options anywhere among its positionals:
+    ``kickstart train CONFIG a=1 --no-progress b=2`` (plain argparse stops taking positionals at the
+    first option and answers "unrecognized arguments: b=2")."""
+
+    _parsing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._parsing:  # parse_known_intermixed_args calls back in here (Python <= 3.12)
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kickstart", description="Train RL agents fast from agents that already exist.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_IntermixedParser)
     sub.required = True
 
     t = sub.add_parser("train", help="train an agent from a YAML config (or resume a run)",
-                       description="Train an agent. Settings come from CONFIG (YAML) and then from "
-                                   "dotted overrides such as learner.learning_rate=3e-4.",
+                       description="Train an agent. Settings come from CONFIG (YAML) and then from dotted\n"
+                                   "overrides such as learner.learning_rate=3e-4. Without CONFIG, overrides alone\n"
+                                   "start from the built-in defaults (MinAtar Breakout, torso picked to fit the env),\n"
+                                   "e.g. 'kickstart train env.id=CartPole-v1'; 'kickstart train' with nothing at all\n"
+                                   "is an error, not a full-length run. Options may come anywhere: before, between\n"
+                                   "or after the overrides.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("config", nargs="?", help="YAML config file (omit with --resume)")
+    t.add_argument("config", nargs="?", metavar="CONFIG",
+                   help="YAML config file (omit it with --resume, or to start from the built-in defaults)")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (plain log lines)")
@@ -86,8 +112,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _split_config_and_overrides(args) -> tuple[str | None, list[str]]:
+    """CONFIG is optional, so the first positional is an override when it holds '=' (and is not
+    the name of an existing file): only overrides were given (with --resume, or from the defaults)."""
     config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config:  # only overrides were given (e.g. with --resume)
+    if config is not None and "=" in config and not Path(config).exists():
         overrides.insert(0, config)
         config = None
     return config, overrides
@@ -97,6 +125,8 @@ def _split_config_and_overrides(args) -> tuple[str | None, list[str]]:
 # and then loaded from the checkpoint, so a different value either does not fit the checkpoint or
 # is silently replaced by the checkpoint's (the optimiser's hyperparameters and the PBT-mutable
 # learning rate and entropy cost are restored from it).
+# net.precision is not among them: it changes how the same weights are computed, not what they are,
+# and a run resumed on another machine may need another (auto re-resolves it there).
 _FIXED_ON_RESUME = ("net.", "env.id", "env.full_action_space", "env.frame_stack", "learner.optimizer",
                     "learner.learning_rate", "learner.entropy_cost", "learner.rmsprop_", "learner.adam_",
                     "pbt.population_size")
@@ -117,7 +147,7 @@ def check_resume_changes(saved, new) -> None:
     from kickstart.config import to_dict
 
     before, after = _flat(to_dict(saved)), _flat(to_dict(new))
-    bad = [k for k in after if after[k] != before.get(k) and k.startswith(_FIXED_ON_RESUME)]
+    bad = [k for k in after if after[k] != before.get(k) and k.startswith(_FIXED_ON_RESUME) and k != "net.precision"]
     if bad:
         changes = ", ".join(f"{k} {before.get(k)!r} -> {after[k]!r}" for k in bad)
         raise UserError(f"--resume cannot change {changes}: the checkpoint's network and optimiser state fix "
@@ -157,9 +187,11 @@ def cmd_train(args, console) -> int:
         cfg = load_run_config(args.resume, overrides)
         check_resume_changes(load_run_config(args.resume), cfg)
     else:
-        if config is None:
-            raise UserError("missing CONFIG: pass a YAML file, e.g. 'kickstart train configs/minatar_breakout.yaml'")
-        cfg = load_config(config, overrides)
+        if config is None and not overrides:
+            raise UserError("missing CONFIG: pass a YAML file, e.g. 'kickstart train configs/minatar_breakout.yaml', "
+                            "or overrides alone to start from the built-in defaults, e.g. "
+                            "'kickstart train env.id=minatar:Breakout'")
+        cfg = load_config(config, overrides)  # config None: the built-in defaults
     _check_env_and_net(cfg)
     if cfg.pbt.enabled:  # pbt.population_size > 1: a population, trained with PBT
         from kickstart.pbt import run_population

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from kickstart.errors import ConfigError
+from kickstart.precision import PRECISIONS
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -82,7 +83,6 @@ class EnvConfig:
 TORSOS = ("auto", "nature", "impala_shallow", "impala_deep", "minatar", "mlp")
 CORES = ("ff", "lstm")
 POLICY_HEADS = ("categorical", "factorised")
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -106,11 +106,12 @@ class NetConfig:
     """``categorical`` (one softmax over actions) or ``factorised`` (product of independent
     categoricals: over a MultiDiscrete space, or over the factors an env declares, e.g. Atari's
     full 18 actions = joystick (9) x fire (2))."""
-    precision: str = "fp32"
-    """Compute precision of the network's forward passes, in actors and learner: ``fp32``, or
-    ``bf16`` (autocast: convolutions and matrix products in bfloat16, parameters, outputs and
-    losses in float32). bf16 runs the Atari nets about 2.4x faster on CPUs with AVX512-BF16/AMX
-    and on GPUs; elsewhere it can be slower."""
+    precision: str = "auto"
+    """Compute precision of the network's forward passes, in actors and learner: ``auto`` (bf16
+    on each device that has native bf16 arithmetic: CUDA devices with bf16, CPUs with AVX512-BF16
+    or AMX; fp32 elsewhere; see :mod:`kickstart.precision`), ``fp32``, or ``bf16`` (autocast:
+    convolutions and matrix products in bfloat16, parameters, outputs and losses in float32;
+    emulated, and several times slower than fp32, where bf16 is not native)."""
 
     def __post_init__(self) -> None:
         s = "net"
@@ -209,8 +210,10 @@ class RuntimeConfig:
     """``local``: actor processes + learner on this machine (default); ``serial``: everything in
     one process, for tests and debugging; ``ray``: actors as Ray actors spread over the nodes of a
     Ray cluster (see the ``ray`` section; needs ``pip install -e '.[ray]'``)."""
-    num_actors: int = 2
-    """Actor processes (each steps ``envs_per_actor`` envs with batched inference)."""
+    num_actors: int = 0
+    """Actor processes (each steps ``envs_per_actor`` envs with batched inference); 0 (the
+    default): one per core less one for the learner, at least 2, shared out among the members of a
+    PBT population (see :mod:`kickstart.runtime.resources`)."""
     envs_per_actor: int = 16
     """Environments stepped together by one actor; one unroll holds all of them."""
     num_buffers: int = 0
@@ -218,9 +221,11 @@ class RuntimeConfig:
     learner holds two batches."""
     torch_threads: int = 1
     """torch threads per actor process. Keep 1: scale with processes, not threads."""
-    learner_threads: int = 1
-    """torch threads of the learner process. 1 by default; more only helps when the learner is the
-    bottleneck and cores sit idle (e.g. a large Atari net with few actors)."""
+    learner_threads: int = 0
+    """torch threads of the learner process; 0 (the default): measured in each session, from 1 up
+    to the cores while each extra thread is a clear gain in frames/s (it pays when the learner is
+    the bottleneck and the actors leave core time, e.g. a conv net on Atari; see
+    :mod:`kickstart.runtime.threads`). 1 for a PBT member or a learner on a GPU."""
     seed: int = 0
     """Seed of network initialisation, env resets and action sampling."""
     actor_restarts: int = 10
@@ -229,11 +234,11 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         s = "runtime"
         _choice(s, "backend", self.backend, BACKENDS)
-        _positive(s, "num_actors", self.num_actors)
+        _positive(s, "num_actors", self.num_actors, allow_zero=True)
         _positive(s, "envs_per_actor", self.envs_per_actor)
         _positive(s, "num_buffers", self.num_buffers, allow_zero=True)
         _positive(s, "torch_threads", self.torch_threads)
-        _positive(s, "learner_threads", self.learner_threads)
+        _positive(s, "learner_threads", self.learner_threads, allow_zero=True)
         _positive(s, "seed", self.seed, allow_zero=True)
         _positive(s, "actor_restarts", self.actor_restarts, allow_zero=True)
 
@@ -286,10 +291,12 @@ class TeacherConfig:
     those ``kickstart.task_teachers`` maps to it, when that is given)."""
     rho: float = 1.0
     """Initial per-teacher factor rho^i of lambda^i = schedule * alpha * rho^i (mutable by PBT)."""
-    precision: str = "fp32"
-    """Checkpoint teachers: ``fp32``, or ``bf16`` (weights and activations in bfloat16, logits in
-    float32): about 1.7x faster on CPUs with bf16 instructions, at the cost of targets rounded to
-    ~3 significant digits (log-probabilities within ~0.15 of fp32's on the shipped MinAtar teachers)."""
+    precision: str = "auto"
+    """Checkpoint teachers: ``auto`` (bf16 where the CPU has native bf16, else fp32), ``fp32``, or
+    ``bf16`` (weights and activations in bfloat16, logits in float32): about 1.7x faster on CPUs
+    with bf16 instructions, at the cost of targets rounded to ~3 significant digits
+    (log-probabilities within ~0.15 of fp32's on the shipped MinAtar teachers). Other teacher
+    kinds run as they are (``auto`` or ``fp32``)."""
 
     def __post_init__(self) -> None:
         _choice("kickstart.teachers.<name>", "kind", self.kind, TEACHER_KINDS)
@@ -890,10 +897,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            hint = (f" (to continue the run in it: kickstart train --resume {p})"
+                    if (p / "config.yaml").is_file() else "")
+            raise ConfigError(f"config file {str(p)!r} is a directory; pass a YAML file such as "
+                              f"configs/minatar_breakout.yaml{hint}")
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist; pass a YAML file such as configs/minatar_breakout.yaml")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"config file {str(p)!r} cannot be read ({e.strerror or e}); "
+                              f"pass a readable YAML file such as configs/minatar_breakout.yaml") from None
+        expected = "expected a YAML text file (UTF-8) such as configs/minatar_breakout.yaml"
+        nul = raw.find(b"\0")
+        if nul >= 0:
+            raise ConfigError(f"config file {str(p)!r} is binary, not text (a NUL byte at offset {nul}); {expected}")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                              f"{e.start}); {expected}") from None
+        try:
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             first = str(e).strip().splitlines()[0]
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {first}") from None

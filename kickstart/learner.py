@@ -17,8 +17,9 @@ the policy that acted. Other networks ignore it.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
@@ -85,6 +86,11 @@ class Learner:
                  terms: Sequence[LossTerm] = (), device: torch.device | None = None):
         self.cfg = cfg
         self.device = device or pick_device(cfg.device)
+        if self.device.type == "cuda":
+            # fp32 means fp32: cuDNN's default TF32 convolutions would move a CUDA learner's
+            # log-probabilities ~1e-3 away from the CPU actors'. The fast path on a GPU is bf16
+            # (net.precision=auto picks it where the GPU has it).
+            torch.backends.cudnn.allow_tf32 = False
         self.net = net.to(self.device)
         self.dist = make_dist(net.spec.action_nvec, net.spec.multi_discrete)
         self.terms = list(terms)
@@ -97,6 +103,11 @@ class Learner:
                     raise ValueError(f"loss term {term.name!r} declares hyperparameter {k!r} twice")
                 self.hparams[k] = float(v)
         self.steps = 0
+        self.lock = threading.RLock()
+        """Held while an update is applied: the optimiser step, ``steps`` and the caller's counters
+        (``step``'s ``commit``). Forward and backward passes change neither parameters nor optimiser
+        state, so a state read under this lock is consistent however long the update takes
+        (``Trainer.save`` snapshots under it; see :mod:`kickstart.preemption`)."""
 
     # -- hyperparameters (PBT sets them) ---------------------------------------------------------
     def set_hparams(self, values: dict[str, float]) -> None:
@@ -190,8 +201,11 @@ class Learner:
         metrics["loss/total"] = total.item()
         return total, metrics
 
-    def step(self, batch: dict[str, torch.Tensor], frames: int) -> dict[str, float]:
-        """One optimiser step on ``batch``; ``frames`` is the env frame count before it."""
+    def step(self, batch: dict[str, torch.Tensor], frames: int,
+             commit: Callable[[], None] | None = None) -> dict[str, float]:
+        """One optimiser step on ``batch``; ``frames`` is the env frame count before it. ``commit``
+        (e.g. advancing the caller's frame counter) runs under :attr:`lock` with the optimiser step,
+        so that no state read under the lock sees one without the other."""
         batch = self.to_device(batch)
         lr = self.learning_rate(frames)
         for group in self.optimizer.param_groups:
@@ -208,12 +222,18 @@ class Learner:
             if not torch.isfinite(total):
                 raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
                                          f"lower learner.learning_rate (now {lr:g}) or check rewards")
-            self.optimizer.step()
-            self.steps += 1
+            with self.lock:          # the one window where the state is not consistent
+                self.optimizer.step()
+                self.steps += 1
+                if commit is not None:
+                    commit()
         else:
             # Nothing to learn from this batch: pure distillation (learner.rl_loss=false) once every
             # teacher's lambda is 0. No optimiser step (Adam's momentum would still move the weights).
             norm = 0.0
+            if commit is not None:
+                with self.lock:
+                    commit()
         metrics["grad/norm"] = float(norm)
         metrics["learner/lr"] = lr
         for k, v in self.hparams.items():

@@ -11,9 +11,10 @@ import datetime as _dt
 import json
 import platform
 import re
-import signal
+import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,9 +29,12 @@ from kickstart.config import Config, from_dict, save_config, to_dict
 from kickstart.errors import CheckpointError, UserError
 from kickstart.learner import Learner, LossTerm
 from kickstart.metrics import CSVLogger, EpisodeStats, Logger, MultiLogger, TensorBoardLogger
+from kickstart.preemption import Preemption, writing
 from kickstart.runtime.backend import HookFactory
 from kickstart.runtime.local import make_backend
 from kickstart.runtime.proc import setup_process
+from kickstart.runtime.resources import available_cores, resolve_runtime
+from kickstart.runtime.threads import ThreadTuner
 from kickstart.runtime.unroll import Field, unroll_fields
 
 CHECKPOINT = "checkpoint.pt"
@@ -51,7 +55,18 @@ def _git_commit() -> str | None:
     return None
 
 
-def run_metadata() -> dict:
+def precision_plan(cfg: Config) -> dict:
+    """What the run's precision settings resolve to on this machine (:func:`kickstart.precision.plan`)."""
+    from kickstart.learner import pick_device
+    from kickstart.precision import plan
+
+    teachers = {name: t.precision for name, t in cfg.kickstart.teachers.items()}
+    return plan(cfg.net.precision, pick_device(cfg.learner.device).type, teachers)
+
+
+def run_metadata(cfg: Config | None = None) -> dict:
+    """One session's entry in ``meta.json``: code version, packages, machine, command line and,
+    given the config, what its precision settings resolve to here."""
     versions = {}
     for pkg in ("kickstart", "torch", "numpy", "gymnasium", "ale-py", "MinAtar", "scipy", "ray"):
         try:
@@ -59,7 +74,39 @@ def run_metadata() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return {"git_commit": _git_commit(), "packages": versions, "python": platform.python_version(),
-            "platform": platform.platform(), "argv": sys.argv, "started": _dt.datetime.now().isoformat(timespec="seconds")}
+            "platform": platform.platform(), "cpu": _cpu_model(), "argv": sys.argv,
+            "started": _dt.datetime.now().isoformat(timespec="seconds"),
+            **({"precision": precision_plan(cfg), "runtime": runtime_plan(cfg)} if cfg is not None else {})}
+
+
+def runtime_plan(cfg: Config) -> dict:
+    """The cores this session may use and the actors per learner that ``runtime.num_actors`` gives."""
+    members = cfg.pbt.population_size
+    return {"cores": available_cores(), "num_actors": resolve_runtime(cfg, members=members).runtime.num_actors,
+            "learner_threads": cfg.runtime.learner_threads}
+
+
+def log_precision(plan: dict, console=None) -> None:
+    """Say at start-up what precision the run uses here (on ``console``), and warn on stderr, one
+    line each, where it asks for bf16 that this machine only emulates."""
+    from kickstart.precision import plan_lines
+
+    info, *warnings = plan_lines(plan)
+    if console is not None:
+        console.print(info, markup=False, highlight=False, soft_wrap=True)
+    for line in warnings:
+        print(f"kickstart: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -124,7 +171,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.console = console
-        setup_process(cfg.runtime.learner_threads)
+        setup_process(cfg.runtime.learner_threads or 1)
         torch.manual_seed(cfg.runtime.seed)
         np.random.seed(cfg.runtime.seed % 2**32)
         self.spec = env_spec(cfg.env)
@@ -133,6 +180,7 @@ class Trainer:
             terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
         net = build_agent(cfg, self.spec)
         self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms or ())
+        self.thread_tuner = self._thread_tuner()
         init_state = net.initial_state(1)
         self.fields = unroll_fields(self.spec, net_num_logits(net), init_state, extra_fields)
         self.hook_factory = hook_factory
@@ -147,6 +195,7 @@ class Trainer:
                 loggers.append(TensorBoardLogger(self.run_dir / "tb"))
         self.logger = MultiLogger(list(loggers))
         self._stop_requested = False
+        self._save_lock = threading.Lock()
         self._acc: dict[str, tuple[float, int]] = {}
         self._acc_n = 0
         self.last_metrics: dict[str, float] = {}
@@ -163,18 +212,29 @@ class Trainer:
         if spec is not None and tuple(spec["obs_shape"]) != tuple(self.spec.obs_shape):
             raise CheckpointError(f"checkpoint observation shape {tuple(spec['obs_shape'])} does not fit this "
                                   f"run's {tuple(self.spec.obs_shape)}")
-        try:
-            self.learner.load_state_dict(state["learner"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            first = str(e).strip().splitlines()[0][:200]
-            raise CheckpointError(f"checkpoint does not fit this run's network ({first})") from None
-        c = state["counters"]
-        self.frames, self.agent_steps, self.elapsed = int(c["frames"]), int(c["agent_steps"]), float(c["elapsed"])
-        torch.set_rng_state(state["rng"]["torch"])
-        _set_np_rng_state(state["rng"]["numpy"])
+        with self.learner.lock:     # a save from another thread sees all of it or none of it
+            try:
+                self.learner.load_state_dict(state["learner"])
+            except (RuntimeError, KeyError, ValueError) as e:
+                first = str(e).strip().splitlines()[0][:200]
+                raise CheckpointError(f"checkpoint does not fit this run's network ({first})") from None
+            c = state["counters"]
+            self.frames, self.agent_steps, self.elapsed = int(c["frames"]), int(c["agent_steps"]), float(c["elapsed"])
+            torch.set_rng_state(state["rng"]["torch"])
+            _set_np_rng_state(state["rng"]["numpy"])
+
+    def snapshot(self) -> dict:
+        """A copy of :meth:`state` as of the last completed update, taken under the learner's update
+        lock: consistent even while an update runs in another thread, and not changed by later ones."""
+        with self.learner.lock:
+            return _copy_tensors(self.state())
 
     def save(self) -> Path:
-        return save_checkpoint(self.run_dir / CHECKPOINT, self.state())
+        """Write ``checkpoint.pt`` (atomically) with the state as of the last completed update. Safe
+        from any thread while training goes on (:mod:`kickstart.preemption` calls it on a stop
+        request); saves are serialised and each writes a state at least as new as the one before."""
+        with writing(), self._save_lock:
+            return save_checkpoint(self.run_dir / CHECKPOINT, self.snapshot())
 
     # -- phases ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,15 +245,27 @@ class Trainer:
             self.learner.prepare(self.frames)
             self.backend.start(self._cpu_params(), self.learner.published_hparams(self.frames))
 
+    def _thread_tuner(self) -> ThreadTuner | None:
+        """``runtime.learner_threads=0`` (auto): the learner's thread count is measured in this
+        session (:mod:`kickstart.runtime.threads`), for a CPU learner with actors in other processes
+        that has the machine to itself (a PBT member shares it: one thread)."""
+        rt = self.cfg.runtime
+        if rt.learner_threads != 0 or self.learner.device.type != "cpu" or rt.backend == "serial" \
+                or self.cfg.pbt.enabled:
+            return None
+        return ThreadTuner(max_threads=min(available_cores(), MAX_AUTO_LEARNER_THREADS))
+
     def _cpu_params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.learner.net.state_dict().items()}
 
     def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        metrics = self.learner.step(batch, self.frames)
         T, B = batch["action"].shape[0] - 1, batch["action"].shape[1]
-        self.agent_steps += T * B
-        self.frames += T * B * self.spec.frames_per_step
-        return metrics
+
+        def advance() -> None:      # with the optimiser step, under the learner's lock (see save)
+            self.agent_steps += T * B
+            self.frames += T * B * self.spec.frames_per_step
+
+        return self.learner.step(batch, self.frames, commit=advance)
 
     def _accumulate(self, metrics: dict[str, float]) -> None:
         # Per-key counts: a metric missing from some updates (e.g. a teacher whose weight is 0) is
@@ -210,6 +282,7 @@ class Trainer:
         m["perf/fps"] = window_frames / max(window_seconds, 1e-9)
         m["perf/sps"] = m["perf/fps"] / self.spec.frames_per_step
         m["perf/learner_steps"] = float(self.learner.steps)
+        m["perf/learner_threads"] = float(torch.get_num_threads())
         m["perf/agent_steps"] = float(self.agent_steps)
         for event in getattr(self.backend, "events", []):
             self._say(f"[yellow]{event}[/yellow]")
@@ -224,10 +297,9 @@ class Trainer:
         if self.console is not None:
             self.console.print(msg)
 
-    def request_stop(self, signum=None, _frame=None) -> None:
-        """Stop at the end of the current update (a second request stops at once)."""
-        if self._stop_requested and signum is not None:
-            raise KeyboardInterrupt
+    def request_stop(self, *_) -> None:
+        """Stop at the end of the current update (safe from any thread; :func:`train` calls it on
+        SIGINT/SIGTERM, see :mod:`kickstart.preemption`)."""
         self._stop_requested = True
 
     def run_until(self, frames: int, progress=None, until=None) -> bool:
@@ -250,6 +322,8 @@ class Trainer:
             now = time.monotonic()
             self.elapsed += now - t_prev
             t_prev = now
+            if self.thread_tuner is not None and (n := self.thread_tuner.update(now, self.frames)) is not None:
+                torch.set_num_threads(n)                            # tune the learner's threads
             if now - last_balance >= BALANCE_EVERY_S:               # balance learner and actor work
                 idle = waited / (now - last_balance)
                 self.learner.balance(idle)
@@ -280,20 +354,40 @@ class Trainer:
                            self.stats.suite_score(), interrupted, dict(self.last_metrics))
 
 
+MAX_AUTO_LEARNER_THREADS = 4
+"""The most learner threads ``runtime.learner_threads=0`` tries (each try costs a timed window)."""
+
 BALANCE_EVERY_S = 2.0
 """How often the trainer reports the learner's idle fraction (time waiting for batches) to the loss
 terms (``Learner.balance``) and logs it as ``perf/learner_idle``."""
 
 
 def net_num_logits(net) -> int:
+    """Width of ``net``'s policy logits, from one step on zeros on the net's own device (a CUDA
+    learner's net is on the GPU by the time the trainer sizes the unroll)."""
+    device = next(net.parameters()).device
     with torch.no_grad():
         spec = net.spec
         T, B = 1, 1
-        obs = torch.zeros((T, B) + tuple(spec.obs_shape), dtype=torch.from_numpy(np.zeros(1, spec.np_obs_dtype)).dtype)
-        la = torch.zeros((T, B) + spec.action_shape, dtype=torch.int64)
-        out, _ = net(obs, la, torch.zeros(T, B), torch.ones(T, B, dtype=torch.bool), net.initial_state(B),
-                     torch.zeros(T, B, dtype=torch.int64))
+        obs = torch.zeros((T, B) + tuple(spec.obs_shape), dtype=torch.from_numpy(np.zeros(1, spec.np_obs_dtype)).dtype,
+                          device=device)
+        la = torch.zeros((T, B) + spec.action_shape, dtype=torch.int64, device=device)
+        out, _ = net(obs, la, torch.zeros(T, B, device=device), torch.ones(T, B, dtype=torch.bool, device=device),
+                     net.initial_state(B, device), torch.zeros(T, B, dtype=torch.int64, device=device))
     return out.policy_logits.shape[-1]
+
+
+def _copy_tensors(x):
+    """``x`` with every tensor in its dicts, lists and tuples cloned (detached)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, dict):
+        return {k: _copy_tensors(v) for k, v in x.items()}
+    if isinstance(x, tuple) and hasattr(x, "_fields"):      # a named tuple
+        return type(x)(*(_copy_tensors(v) for v in x))
+    if isinstance(x, (list, tuple)):
+        return type(x)(_copy_tensors(v) for v in x)
+    return x
 
 
 def _np_rng_state() -> dict:
@@ -344,27 +438,33 @@ def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[Los
     save_config(cfg, run_dir / "config.yaml")
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.setdefault("sessions", []).append(run_metadata())
+    session = run_metadata(cfg)
+    meta.setdefault("sessions", []).append(session)
     meta_path.write_text(json.dumps(meta, indent=2))
-    handlers = {s: signal.signal(s, trainer.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    log_precision(session["precision"], console)
+    # SIGINT/SIGTERM: the checkpoint of the last completed update is written at once, from a thread,
+    # and the loop stops at the end of the current update; a second signal exits at once (130).
+    preemption = Preemption(saves=[trainer.save], on_stop=[trainer.request_stop],
+                            message=f"kickstart: stopped at once by a second signal; the checkpoint written on the "
+                                    f"first is in {run_dir}; resume with: kickstart train --resume "
+                                    f"{shlex.quote(str(run_dir))}")
     show = cfg.run.progress if progress_bar is None else progress_bar
-    try:
-        if show and console is not None:
-            from kickstart.progress import TrainProgress
+    with preemption.signals():
+        try:
+            if show and console is not None:
+                from kickstart.progress import TrainProgress
 
-            with TrainProgress(console, cfg.run.total_frames, trainer.frames) as bar:
-                done = trainer.run_until(cfg.run.total_frames, progress=bar.update)
-        else:
-            done = trainer.run_until(cfg.run.total_frames)
-        trainer.save()
-    except BaseException:
-        try:  # a crash loses nothing: keep what was learned so far
+                with TrainProgress(console, cfg.run.total_frames, trainer.frames) as bar:
+                    done = trainer.run_until(cfg.run.total_frames, progress=bar.update)
+            else:
+                done = trainer.run_until(cfg.run.total_frames)
             trainer.save()
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
-        raise
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
-        trainer.close()
+        except BaseException:
+            try:  # a crash loses nothing: keep what was learned so far
+                trainer.save()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
+        finally:
+            trainer.close()
     return trainer.result(interrupted=not done)

@@ -75,6 +75,7 @@ def work(tmp_path_factory):
     payload["learner"] = _RunsCode(d / "MARKER_TORCH")
     torch.save(payload, d / "evil_torch.pt")
     (d / "not_a_run").mkdir()
+    (d / "latin1.yaml").write_bytes("env:\n  id: minatar:Breakout\nrun:\n  name: caf\u00e9\n".encode("latin-1"))
     (d / "ks_cli_teachers.py").write_text(
         "from kickstart.kickstarting import register_teacher\n"
         "register_teacher('jumper', lambda obs: obs.flatten(1)[:, :3], action_meanings=['NOOP', 'JUMP', 'SPIN'])\n")
@@ -119,7 +120,16 @@ CASES = [
     ("teacher-task", ["train", "tiny.yaml", "kickstart.teachers={t: {path: runs/good, tasks: [minatar:Pong]}}",
                       *BAD_TRAIN], ["covers task 'minatar:Pong'", "tasks: minatar:Breakout"]),
     ("no-config-file", ["train", "nope.yaml"], ["'nope.yaml' does not exist", "YAML file"]),
-    ("no-config", ["train"], ["missing CONFIG", "YAML file"]),
+    ("no-config", ["train"], ["missing CONFIG", "YAML file", "overrides alone", "built-in defaults"]),
+    ("config-binary", ["train", "runs/good/checkpoint.pt", *BAD_TRAIN],
+     ["config file 'runs/good/checkpoint.pt' is binary", "expected a YAML text file"]),
+    ("config-not-utf8", ["train", "latin1.yaml", *BAD_TRAIN],
+     ["config file 'latin1.yaml' is not UTF-8 text", "byte 0xe9 at offset 44", "expected a YAML text file"]),
+    ("config-dir", ["train", "not_a_run", *BAD_TRAIN], ["config file 'not_a_run' is a directory", "YAML file"]),
+    ("config-run-dir", ["train", "runs/good", "run.total_frames=64", "--no-progress"],
+     ["config file 'runs/good' is a directory", "kickstart train --resume runs/good"]),
+    ("config-and-resume", ["train", "--resume", "runs/good", "--no-progress", "tiny.yaml", "run.total_frames=64"],
+     ["either a CONFIG file or --resume RUN_DIR, not both"]),
     ("resume-not-a-run", ["train", "--resume", "not_a_run"], ["'not_a_run' is not a run directory", "config.yaml"]),
     ("resume-other-net", ["train", "--resume", "runs/good", "net.hidden_size=64"],
      ["net.hidden_size 32 -> 64", "run.*"]),
@@ -238,3 +248,99 @@ def test_plot_writes_pngs(work):
         assert re.search(rf"wrote .*{name}", p.stdout), p.stdout
         w, h = _png_size(plots / name)
         assert w >= 200 and h >= 200
+
+
+# -- a command line that forgives order -----------------------------------------------------------
+
+@pytest.mark.parametrize("argv, config, overrides, resume, no_progress", [
+    (["--no-progress", "c.yaml", "a=1"], "c.yaml", ["a=1"], None, True),
+    (["c.yaml", "a=1", "--no-progress", "b=2"], "c.yaml", ["a=1", "b=2"], None, True),
+    (["c.yaml", "a=1", "b=2", "--no-progress"], "c.yaml", ["a=1", "b=2"], None, True),
+    (["--resume", "runs/x", "a=1", "--no-progress", "b=2"], None, ["a=1", "b=2"], "runs/x", True),
+    (["a=1", "--resume=runs/x", "b=2"], None, ["a=1", "b=2"], "runs/x", False),
+    (["env.id=CartPole-v1"], None, ["env.id=CartPole-v1"], None, False),
+    (["env.id=CartPole-v1", "--no-progress", "run.name=x"], None, ["env.id=CartPole-v1", "run.name=x"], None, True),
+    ([], None, [], None, False),
+], ids=["option-first", "option-between", "option-last", "resume-between", "resume-after", "overrides-only",
+        "overrides-only-between", "nothing"])
+def test_train_options_go_anywhere(argv, config, overrides, resume, no_progress):
+    from kickstart.cli import _parser, _split_config_and_overrides
+
+    args = _parser().parse_args(["train", *argv])
+    assert _split_config_and_overrides(args) == (config, overrides)
+    assert (args.resume, args.no_progress) == (resume, no_progress)
+
+
+def test_a_config_path_with_an_equals_sign_is_still_a_config(tmp_path):
+    from kickstart.cli import _parser, _split_config_and_overrides
+
+    path = tmp_path / "lr=3e-4.yaml"
+    path.write_text("env:\n  id: CartPole-v1\n")
+    args = _parser().parse_args(["train", str(path), "--no-progress", "a=1"])
+    assert _split_config_and_overrides(args) == (str(path), ["a=1"])
+
+
+def test_other_commands_take_options_anywhere(tmp_path):
+    from kickstart.cli import _parser
+
+    args = _parser().parse_args(["plot", "runs/a", "--out", "plots", "runs/b"])
+    assert (args.run_dirs, args.out) == (["runs/a", "runs/b"], "plots")
+    args = _parser().parse_args(["eval", "--episodes", "3", "runs/a", "--greedy"])
+    assert (args.checkpoint, args.episodes, args.greedy) == ("runs/a", 3, True)
+    p = cli("train", "c.yaml", "a=1", "--bogus", "b=2", cwd=tmp_path)   # a wrong option is still refused
+    assert p.returncode == 2 and "unrecognized arguments: --bogus" in p.stderr and "Traceback" not in p.stderr
+
+
+def _saved_config(run_dir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def _trained_frames(stdout: str) -> int:
+    m = re.search(r"trained ([\d,]+) frames", stdout)
+    assert m, stdout
+    return int(m.group(1).replace(",", ""))
+
+
+def test_train_and_resume_with_options_between_overrides(work, tmp_path):
+    """`train CONFIG a=1 --no-progress b=2` and `train --resume RUN_DIR a=1 --no-progress b=2` both run,
+    and both overrides, before and after the option, reach the run's config.yaml."""
+    runs = tmp_path / "runs"
+    p = cli("train", work / "tiny.yaml", *TINY, "run.total_frames=512", "--no-progress", f"run.out_dir={runs}",
+            "run.name=mixed", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    run_dir = runs / "mixed"
+    saved = _saved_config(run_dir)
+    assert saved["run"]["total_frames"] == 512 and saved["run"]["out_dir"] == str(runs)
+    assert saved["net"]["hidden_size"] == 32        # from CONFIG
+    assert _trained_frames(p.stdout) >= 512
+
+    p = cli("train", "--resume", run_dir, "run.total_frames=1024", "--no-progress", "run.log_every_s=0.5",
+            cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    saved = _saved_config(run_dir)
+    assert saved["run"]["total_frames"] == 1024 and saved["run"]["log_every_s"] == 0.5
+    assert _trained_frames(p.stdout) >= 1024
+    import json
+
+    sessions = json.loads((run_dir / "meta.json").read_text())["sessions"]
+    assert len(sessions) == 2 and "--no-progress" in sessions[1]["argv"]
+    assert list(runs.iterdir()) == [run_dir]        # the resume made no new run
+
+
+def test_train_from_the_defaults_with_overrides_only(tmp_path):
+    """No CONFIG: the built-in defaults (their `auto` torso fits CartPole's vector observations)."""
+    from kickstart.config import to_dict
+
+    runs = tmp_path / "runs"
+    overrides = ["env.id=CartPole-v1", "run.total_frames=2000", "runtime.backend=serial", "run.tensorboard=false",
+                 f"run.out_dir={runs}", "run.name=defaults"]
+    p = cli("train", *overrides[:2], "--no-progress", *overrides[2:], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    saved = _saved_config(runs / "defaults")
+    assert saved["env"]["id"] == "CartPole-v1" and saved["run"]["total_frames"] == 2000
+    assert saved == to_dict(load_config(None, overrides))     # the defaults, and nothing else, changed
+    assert (runs / "defaults" / "checkpoint.pt").is_file()
+    assert _trained_frames(p.stdout) >= 2000
+    assert "CartPole-v1" in {r[0] for r in _table_rows(p.stdout)}, p.stdout

@@ -766,7 +766,7 @@ def test_a_bf16_teacher_gives_float32_log_probs_close_to_its_fp32_self(recurrent
     assert (a - b).abs().max() < 0.25 and not torch.equal(a, b)     # rounded, not the same numbers
     with pytest.raises(UserError, match="precision=bf16 applies to checkpoint teachers only"):
         load_bound_teacher("fn", TeacherConfig(callable="test_kickstarting:constant_teacher", precision="bf16"), spec)
-    with pytest.raises(UserError, match="precision='fp16' is not valid; choose one of: fp32, bf16"):
+    with pytest.raises(UserError, match="precision=.fp16. is not valid; choose one of: auto, fp32, bf16"):
         TeacherConfig(path="x", precision="fp16")
 
 

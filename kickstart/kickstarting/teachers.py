@@ -59,6 +59,7 @@ from torch import Tensor
 from kickstart.config import TeacherConfig
 from kickstart.distributions import log_softmax
 from kickstart.errors import CheckpointError, UserError
+from kickstart.precision import resolve as resolve_precision
 from kickstart.specs import EnvSpec
 
 __all__ = ["BoundTeacher", "FunctionTeacher", "NetTeacher", "RegisteredTeacher", "Teacher", "action_mapping",
@@ -177,11 +178,12 @@ class NetTeacher(Teacher):
         return True
 
     def with_precision(self, precision: str) -> "NetTeacher":
-        """Run in ``precision`` (``fp32`` or ``bf16``; outputs and state stay float32). A
-        feed-forward teacher also stores its weights in bf16 (no per-call weight casts); a recurrent
-        one keeps float32 weights and state and runs its matmuls under autocast."""
+        """Run in ``precision`` (``auto``, ``fp32`` or ``bf16``, resolved per device by
+        :mod:`kickstart.precision`; outputs and state stay float32). A feed-forward teacher that
+        runs in bf16 on the CPU also stores its weights in bf16 (no per-call weight casts); a
+        recurrent one keeps float32 weights and state and runs its matmuls under autocast."""
         self.net.precision = precision
-        if precision == "bf16" and not self.recurrent:
+        if resolve_precision(precision, "cpu") == "bf16" and not self.recurrent:
             self.net.to(torch.bfloat16)
         return self
 
@@ -332,7 +334,7 @@ def load_teacher(name: str, cfg: TeacherConfig) -> Teacher:
     """Load the frozen teacher ``cfg`` describes; one-line :class:`UserError` on any problem."""
     check_name(name)
     kind = teacher_kind(name, cfg)
-    if cfg.precision != "fp32" and kind != "checkpoint":
+    if cfg.precision == "bf16" and kind != "checkpoint":
         raise UserError(f"teacher {name!r}: precision={cfg.precision} applies to checkpoint teachers only; "
                         f"this one is a {kind} teacher (use precision=fp32)")
     if kind == "checkpoint":

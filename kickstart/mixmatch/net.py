@@ -48,7 +48,7 @@ from kickstart.losses.mixmatch import NEG, chain_weights, mixture_log_probs
 from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
 from kickstart.nets.cores import make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
-from kickstart.nets.torsos import make_torso
+from kickstart.nets.torsos import make_torso, torso_input
 from kickstart.specs import EnvSpec
 
 
@@ -267,9 +267,7 @@ class MixMatchNet(nn.Module):
 
     def _forward(self, obs, last_action, last_reward, first, state, task, replay=None, generator=None):
         T, B = obs.shape[:2]
-        x = obs.reshape(T * B, *obs.shape[2:]).float()
-        if self.spec.obs_scale != 1.0:
-            x = x * self.spec.obs_scale
+        x = torso_input(obs, self.spec.obs_scale, self.torsos[0])   # every torso is of the net.torso kind
         feats = [t(x).view(T, B, -1) for t in self.torsos]
         states = self._split_state(state)
         core_out: list = [None] * len(self.cores)

@@ -10,7 +10,8 @@ from torch import nn
 from kickstart.config import NetConfig
 from kickstart.nets.cores import State, make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
-from kickstart.nets.torsos import make_torso
+from kickstart.nets.torsos import make_torso, torso_input
+from kickstart.precision import resolve
 from kickstart.specs import EnvSpec
 
 
@@ -29,9 +30,10 @@ class AgentOutput(NamedTuple):
 
 
 def forward_in_precision(forward, precision: str, obs, *inputs, **options) -> tuple[AgentOutput, State]:
-    """Run an agent's ``forward(obs, *inputs, **options)`` in ``precision`` (``bf16``: under
-    autocast) and return its policy logits, baseline and state in float32 (extras as they are)."""
-    if precision != "bf16":
+    """Run an agent's ``forward(obs, *inputs, **options)`` in ``precision`` (``bf16``, or ``auto``
+    on a device with native bf16: under autocast) and return its policy logits, baseline and state
+    in float32 (extras as they are)."""
+    if resolve(precision, obs.device.type) != "bf16":
         return forward(obs, *inputs, **options)
     with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
         out, state = forward(obs, *inputs, **options)
@@ -48,7 +50,7 @@ class AgentNet(nn.Module):
     """
 
     def __init__(self, spec: EnvSpec, torso: nn.Module, core: nn.Module, policy_head: nn.Module,
-                 baseline_head: nn.Module, precision: str = "fp32"):
+                 baseline_head: nn.Module, precision: str = "auto"):
         super().__init__()
         self.spec = spec
         self.precision = precision
@@ -91,16 +93,7 @@ class AgentNet(nn.Module):
 
     def _forward(self, obs, last_action, last_reward, first, state, task=None):
         T, B = obs.shape[:2]
-        x = obs.reshape(T * B, *obs.shape[2:])
-        if x.dtype.is_floating_point:
-            x = x.float()
-            if self.spec.obs_scale != 1.0:
-                x = x * self.spec.obs_scale
-        else:  # a fresh float tensor: scale it in place (saves a [T*B, C, H, W] temporary)
-            x = x.float()
-            if self.spec.obs_scale != 1.0:
-                x.mul_(self.spec.obs_scale)
-        x = self.torso(x).view(T, B, -1)
+        x = self.torso(torso_input(obs, self.spec.obs_scale, self.torso)).view(T, B, -1)
         core_out, state = self.core(x, last_action, last_reward, first, state)
         core_out = core_out.reshape(T * B, -1)
         logits = self.policy_head(core_out).view(T, B, -1)

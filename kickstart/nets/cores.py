@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kickstart.errors import UserError
+from kickstart.precision import native_bf16
 
 State = tuple[torch.Tensor, ...]
 
@@ -51,6 +52,10 @@ class LSTMCore(nn.Module):
     one fused call 23 ms, stepwise 34 ms, and each extra fused piece costs ~1.4 ms, so the two
     break even at about 8-9 pieces.
 
+    Under CPU bf16 autocast on a CPU without native bf16, the recurrence runs in float32: oneDNN
+    has no bf16 LSTM primitive there (``nn.LSTM`` raises "could not create a primitive
+    descriptor"), and emulated bf16 would be slower than fp32 anyway.
+
     State: ``(h, c)``, each ``[B, lstm_size]``.
     """
 
@@ -82,11 +87,17 @@ class LSTMCore(nn.Module):
 
     def forward(self, x: torch.Tensor, last_action: torch.Tensor, last_reward: torch.Tensor,
                 first: torch.Tensor, state: State):
-        T = first.shape[0]
         inp = torch.cat([x, self._one_hot(last_action),
                          last_reward.float().clamp(-1.0, 1.0).unsqueeze(-1)], dim=-1)
         keep = (~first.bool()).unsqueeze(-1).to(inp.dtype)  # [T, B, 1]: 0 where an episode starts
         h, c = state
+        if inp.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not native_bf16("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self._recur(inp.float(), keep.float(), h.float(), c.float(), first)
+        return self._recur(inp, keep, h, c, first)
+
+    def _recur(self, inp, keep, h, c, first):
+        T = first.shape[0]
         starts = None if self.mode == "stepwise" else self._piece_starts(first)
         if starts is not None and (self.mode == "fused" or len(starts) <= max(1, 0.4 * T)):
             return self._fused(inp, keep, h, c, starts)

@@ -28,7 +28,7 @@ import csv
 import dataclasses
 import difflib
 import json
-import signal
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,8 @@ from kickstart.errors import ConfigError, UserError
 from kickstart.pbt import decisions
 from kickstart.pbt.member import (MemberDied, MemberError, MemberHandle, MemberHost, MemberReport, MemberSpec,
                                   default_method, make_host)
+from kickstart.preemption import Preemption
+from kickstart.runtime.resources import resolve_runtime
 
 MEMBERS = "members"
 
@@ -81,7 +83,9 @@ def check_mutable(pbt: PBTConfig, hparams: dict[str, float]) -> None:
 
 
 def member_config(cfg: Config, index: int) -> Config:
-    """Member ``index``'s config: the population's with its own seed (``runtime.seed + index``)."""
+    """Member ``index``'s config: the population's with its own seed (``runtime.seed + index``) and
+    its share of the machine's actors (``runtime.num_actors=0``: the cores split among the members)."""
+    cfg = resolve_runtime(cfg, members=cfg.pbt.population_size)
     return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, seed=cfg.runtime.seed + index))
 
 
@@ -223,15 +227,14 @@ class Controller:
         self.lineage: Lineage | None = None
 
     # -- public ------------------------------------------------------------------------------------
-    def request_stop(self, signum=None, _frame=None) -> None:
-        """Stop every member at the end of its current update (signal handler); a second request
-        from a signal stops at once."""
+    def request_stop(self, *_) -> None:
+        """Stop every member at the end of its current update; each writes the checkpoint of its last
+        completed update at once (:class:`~kickstart.pbt.member.Member`). Safe from any thread
+        (:func:`run_population` calls it on SIGINT/SIGTERM; a second signal exits at once)."""
         if self._stop:
-            if signum is not None:
-                raise KeyboardInterrupt
             return
         self._stop = True
-        for h in self.handles:
+        for h in list(self.handles):
             h.stop()
 
     def run(self) -> PopulationResult:
@@ -257,7 +260,10 @@ class Controller:
         for i, hp in enumerate(initial_hparams(self.pbt, self.defaults, self.rng)):
             spec = MemberSpec(i, member_config(self.cfg, i), str(self.member_dir(i)), hp, self.resume, self.method)
             self.hparams[i] = hp
-            self.handles.append(self.host.spawn(spec))
+            h = self.host.spawn(spec)
+            self.handles.append(h)
+            if self._stop:                    # a stop requested while members were starting
+                h.stop()
 
     def _loop(self) -> None:
         total = self.cfg.run.total_frames
@@ -407,7 +413,7 @@ def new_population_dir(cfg: Config) -> Path:
 def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Callable = default_method,
                    console=None, on_event: Callable | None = None) -> PopulationResult:
     """Train ``cfg.pbt.population_size`` members with PBT; the population's ``train``."""
-    from kickstart.train import run_metadata, validate
+    from kickstart.train import log_precision, run_metadata, validate
 
     if not cfg.pbt.enabled:
         raise ConfigError("run_population needs pbt.population_size >= 2")
@@ -424,17 +430,20 @@ def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Ca
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     sessions = meta.setdefault("sessions", [])
-    sessions.append(run_metadata())
+    sessions.append(run_metadata(cfg))
     meta_path.write_text(json.dumps(meta, indent=2))
+    log_precision(sessions[-1]["precision"], console)
     rng = np.random.default_rng([cfg.runtime.seed, 0x5EED_9B7, len(sessions)])  # a resume does not replay draws
     controller = Controller(cfg, run_dir, make_host(cfg.pbt.backend, cfg), defaults, method, rng,
                             resume=resume_dir is not None, on_event=on_event, console=console)
-    handlers = {s: signal.signal(s, controller.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    # SIGINT/SIGTERM: every member writes its checkpoint at once and stops at the end of its current
+    # update; a second signal exits at once (130), and member processes follow their controller.
+    preemption = Preemption(on_stop=[controller.request_stop],
+                            message=f"kickstart: stopped at once by a second signal; the members' checkpoints "
+                                    f"written on the first are in {run_dir / MEMBERS}; resume with: kickstart "
+                                    f"train --resume {shlex.quote(str(run_dir))}")
+    with preemption.signals():
         result = controller.run()
-    finally:
-        for s, hd in handlers.items():
-            signal.signal(s, hd)
     if console is not None:
         for line in result.summary_lines():
             console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -27,9 +27,14 @@ command is an actor method, ``submit`` is ``.remote()`` and ``wait`` is ``ray.wa
 Process protocol (:class:`LocalHost`): the controller sends ``(command, args)`` tuples over a
 duplex pipe; the worker answers each with ``("ok", result)`` or ``("error", payload)``. Its first
 message, sent once the member is built, answers an implicit ``init`` command with the member's
-hyperparameters. At most one command is in flight per member. A stop request (Ctrl-C at the
-controller) travels through an event the member checks after every learner update, so a running
-``run_until`` returns early; a member whose controller died stops the same way.
+hyperparameters. At most one command is in flight per member. A stop request (SIGINT or SIGTERM at
+the controller; member processes ignore both) travels through an event the member checks after
+every learner update, so a running ``run_until`` returns early.
+
+Preemption (:mod:`kickstart.preemption`): a member also watches its stop request from a thread and,
+the moment it is made, writes ``checkpoint.pt`` with the state of its last completed update, however
+long the current update takes (on every host). A member process whose controller is gone (killed, or
+exited at once on a second signal) does the same and then exits at once (status 130).
 """
 
 from __future__ import annotations
@@ -139,9 +144,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 class Member:
     """One population member: a Trainer and the bookkeeping PBT needs (see the module docstring)."""
 
-    def __init__(self, spec: MemberSpec, should_stop: Callable[[], bool] | None = None):
+    def __init__(self, spec: MemberSpec, should_stop: Callable[[], bool] | None = None,
+                 should_exit: Callable[[], bool] | None = None):
+        """``should_stop``: the stop request (polled; once true it stays true). ``should_exit``: for a
+        member in a process of its own, true when that process must exit at once (after the
+        checkpoint the stop request writes)."""
         from kickstart.checkpoint import load_checkpoint
         from kickstart.envs import env_spec
+        from kickstart.preemption import Preemption
         from kickstart.train import CHECKPOINT, Trainer
 
         self.spec = spec
@@ -175,6 +185,8 @@ class Member:
         self._mark_frames = self.trainer.frames
         self._evals = 0
         self._stop_reason: str | None = None
+        self.preemption = Preemption(saves=[self.trainer.save])
+        self.preemption.watch(self._should_stop, should_exit)
 
     # -- commands ----------------------------------------------------------------------------------
     def hparams(self) -> dict[str, float]:
@@ -221,11 +233,13 @@ class Member:
         return self.hparams()
 
     def set_hparams(self, values: dict[str, float]) -> dict[str, float]:
-        self.trainer.learner.set_hparams(values)
+        with self.trainer.learner.lock:       # a stop request's checkpoint sees all of them or none
+            self.trainer.learner.set_hparams(values)
         self._publish()
         return self.hparams()
 
     def close(self) -> None:
+        self.preemption.close()               # a stop request's checkpoint in progress is finished
         self.trainer.close()
 
     # -- internals ---------------------------------------------------------------------------------
@@ -420,14 +434,17 @@ def member_main(conn, spec: MemberSpec, stop_event, parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
 
-    torch.set_num_threads(spec.cfg.runtime.learner_threads)
+    torch.set_num_threads(spec.cfg.runtime.learner_threads or 1)   # auto (0): members share the cores, one each
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
 
     def should_stop() -> bool:
-        return stop_event.is_set() or os.getppid() != parent_pid
+        return stop_event.is_set() or orphaned()
 
     member = None
     try:
-        member = Member(spec, should_stop)
+        member = Member(spec, should_stop, should_exit=orphaned)
         conn.send(("ok", member.hparams()))
     except Exception as e:  # noqa: BLE001 - reported to the controller
         conn.send(("error", _error_payload(e)))

@@ -39,6 +39,7 @@ from kickstart.pbt.member import (
     _raise_reply,
 )
 from kickstart.runtime.ray_backend import check_cpus, connect, import_ray
+from kickstart.runtime.resources import resolve_runtime
 
 DONOR = ".donor.pt"
 """Where a member writes a donor's checkpoint before restoring it (inside its own run directory)."""
@@ -210,8 +211,9 @@ class RayHost:
             need = cfg.pbt.population_size * cfg.ray.cpus_per_member
             what = f"pbt.population_size={cfg.pbt.population_size} members x ray.cpus_per_member={cfg.ray.cpus_per_member:g}"
             if cfg.runtime.backend == "ray":
-                need += cfg.pbt.population_size * cfg.runtime.num_actors * cfg.ray.cpus_per_actor
-                what += f" and their runtime.num_actors={cfg.runtime.num_actors} actors x ray.cpus_per_actor=" \
+                actors = resolve_runtime(cfg, members=cfg.pbt.population_size).runtime.num_actors
+                need += cfg.pbt.population_size * actors * cfg.ray.cpus_per_actor
+                what += f" and their runtime.num_actors={actors} actors x ray.cpus_per_actor=" \
                         f"{cfg.ray.cpus_per_actor:g}"
             check_cpus(self.ray, need, what)
         except BaseException:

@@ -25,6 +25,7 @@ from kickstart.config import Config
 from kickstart.errors import UserError
 from kickstart.runtime.backend import HookFactory, actor_seed, assign_tasks, gather
 from kickstart.runtime.proc import start_shielded
+from kickstart.runtime.resources import resolve_runtime
 from kickstart.runtime.unroll import Field, allocate
 
 SLOTS_PER_ACTOR = 2
@@ -101,7 +102,7 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
                 actor.set_hparams(hparams)
             actor.collect({k: v[idx] for k, v in slots.items()})
             conn.send(idx)
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+    except (EOFError, OSError, KeyboardInterrupt):   # the learner is gone (a reset pipe is an OSError)
         pass
     finally:
         actor.close()
@@ -297,7 +298,9 @@ class SerialBackend:
 
 def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
                  session: int = 0):
-    """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams)."""
+    """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams).
+    ``runtime.num_actors=0`` is resolved here for this machine (:mod:`kickstart.runtime.resources`)."""
+    cfg = resolve_runtime(cfg)
     if cfg.runtime.backend == "serial":
         return SerialBackend(cfg, spec, fields, hook_factory, session)
     if cfg.runtime.backend == "ray":
