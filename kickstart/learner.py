@@ -79,6 +79,31 @@ def make_optimizer(params, cfg: LearnerConfig) -> torch.optim.Optimizer:
                             eps=cfg.adam_eps)
 
 
+def vtrace_targets(batch: dict[str, torch.Tensor], log_rhos: torch.Tensor, values: torch.Tensor,
+                   cfg: LearnerConfig) -> vtrace.VTraceReturns:
+    """V-trace on a batch of unrolls: the transitions realigned (see kickstart/runtime/unroll.py).
+
+    ``log_rhos`` ``[T, B]`` of the actions at entries ``0..T-1``; ``values`` ``[T+1, B]`` V(x_t) at
+    every entry, the last one bootstrapping. The transition from x_t has reward ``reward[t+1]``
+    (clipped to ``cfg.reward_clip``) and ends the episode iff ``first[t+1]``: with discount 0 where
+    it terminates, and where it is truncated (``truncated[t+1]``) with ``cfg.discount`` and the
+    actor's ``final_value[t+1]`` to bootstrap from, the trace cut there. A batch without the
+    ``truncated`` field has terminations only.
+    """
+    first = batch["first"][1:]
+    truncated = batch["truncated"][1:] if "truncated" in batch else None
+    ended = first if truncated is None else first & ~truncated      # terminated
+    discounts = (~ended).to(values.dtype) * cfg.discount
+    rewards = batch["reward"][1:]
+    if cfg.reward_clip > 0:
+        rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
+    final_values = None if truncated is None else batch["final_value"][1:].to(values.dtype)
+    return vtrace.from_importance_weights(
+        log_rhos, discounts, rewards, values[:-1], values[-1],
+        clip_rho_threshold=cfg.clip_rho_threshold, clip_pg_rho_threshold=cfg.clip_pg_rho_threshold,
+        truncated=truncated, final_values=final_values)
+
+
 class Learner:
     """Owns the network being trained, its optimiser and the mutable hyperparameters."""
 
@@ -163,19 +188,13 @@ class Learner:
         logits, values = out.policy_logits, out.baseline
 
         # Realignment (see kickstart/runtime/unroll.py): action a_t and behaviour logits at entries
-        # 0..T-1; the transition from x_t has reward reward[t+1] and ends the episode iff first[t+1];
-        # the value of x_T bootstraps.
+        # 0..T-1; the transition from x_t has reward reward[t+1] and ends the episode iff first[t+1]
+        # (terminated, or truncated and bootstrapped: vtrace_targets); the value of x_T bootstraps.
         actions = batch["action"][:-1]
         target_logp = self.dist.log_prob(logits[:-1], actions)
         behaviour_logp = self.dist.log_prob(batch["logits"][:-1], actions)
         log_rhos = target_logp.detach() - behaviour_logp
-        discounts = (~batch["first"][1:]).float() * cfg.discount
-        rewards = batch["reward"][1:]
-        if cfg.reward_clip > 0:
-            rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
-        vt = vtrace.from_importance_weights(
-            log_rhos, discounts, rewards, values[:-1].detach(), values[-1].detach(),
-            clip_rho_threshold=cfg.clip_rho_threshold, clip_pg_rho_threshold=cfg.clip_pg_rho_threshold)
+        vt = vtrace_targets(batch, log_rhos, values.detach(), cfg)
 
         entropy = self.dist.entropy(logits[:-1])
         pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages, reduction=red)

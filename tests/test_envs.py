@@ -129,6 +129,12 @@ def test_minatar_max_episode_steps_truncates():
     _, _, dones, episodes = run(env, np.zeros((9, 2), np.int64))
     assert dones.tolist() == [[False, False], [False, False], [True, True]] * 3
     assert all(ep.length == 3 and ep.frames == 3 for eps in episodes for ep in eps)
+    # the kind of end (tests/test_truncation.py checks the final observations)
+    for t in range(3):
+        r = env.step_full(np.zeros(2, np.int64))
+        assert r.truncated.tolist() == [t == 2] * 2 and not r.terminated.any()
+        assert r.done.tolist() == r.truncated.tolist()
+        assert r.terminated.dtype == r.truncated.dtype == np.bool_
 
 
 def test_actions_are_checked():
@@ -258,6 +264,8 @@ def test_gym_max_episode_steps_and_acrobot_actions():
     _, _, dones, episodes = run(env, np.zeros((8, 1), np.int64))
     assert dones[:, 0].tolist() == [False, False, False, True] * 2
     assert episodes[3] == [Episode(task_id=0, ret=-4.0, length=4, frames=4, env_index=0)]
+    kinds = [(r.terminated[0], r.truncated[0]) for r in (env.step_full(np.zeros(1, np.int64)) for _ in range(4))]
+    assert kinds == [(False, False)] * 3 + [(False, True)]  # a time limit, not a terminal state
 
 
 class _ImageMultiDiscrete(gymnasium.Env):

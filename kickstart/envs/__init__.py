@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from kickstart.config import EnvConfig
 from kickstart.envs import atari, minatar
-from kickstart.envs.batched import BatchedEnv, Episode
+from kickstart.envs.batched import BatchedEnv, Episode, StepResult
 from kickstart.envs.suites import (SUITES, capped_score, has_normalisation, normalised_score,
                                    suite_score)
 from kickstart.errors import UserError
@@ -34,7 +34,7 @@ from kickstart.specs import EnvSpec
 
 __all__ = [
     "BatchedEnv", "Episode", "SUITES", "capped_score", "env_spec", "family", "has_normalisation",
-    "make_batched_env", "normalised_score", "resolve_tasks", "suite_score",
+    "make_batched_env", "normalised_score", "resolve_tasks", "StepResult", "suite_score",
 ]
 
 _VALID = ("valid env ids: minatar:<Game> (" + ", ".join(minatar.GAMES) + "), atari:<Game> (e.g. "

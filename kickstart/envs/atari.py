@@ -10,7 +10,9 @@ what ``AtariVectorEnv`` does). Other settings:
   ``NoopResetEnv`` under the frame skip, and TorchBeast);
 * sticky actions with probability ``sticky_actions`` (default 0.0, as IMPALA), applied per
   frame inside ALE (Machado et al., 2018);
-* episodes are truncated after ``max_episode_frames`` frames (108k = 30 minutes);
+* episodes are truncated after ``max_episode_frames`` frames (108k = 30 minutes): reported as
+  ``truncated``, not ``terminated``, with the final observation (ALE's ``final_obs``) kept in
+  ``final_obs`` (see :mod:`kickstart.envs.batched`);
 * the game's minimal action set, or all 18 actions with ``full_action_space`` (always for
   multi-game suites, so that one policy head fits every game);
 * no reward clipping (the learner clips), no FIRE on reset (not part of IMPALA).
@@ -18,9 +20,10 @@ what ``AtariVectorEnv`` does). Other settings:
 **Episodic life.** ``AtariVectorEnv(episodic_life=True)`` resets the *whole game* on every life
 loss (checked with ale-py 0.12.1: the lives counter is back to full after each life-loss
 termination), so the agent would never play past its first life. We therefore run ALE without
-it and derive life losses from the ``lives`` counter ourselves: a life loss sets ``done`` for
-learning, the game goes on, and the :class:`~kickstart.envs.batched.Episode` (return, length)
-is reported once per game, when ALE ends it.
+it and derive life losses from the ``lives`` counter ourselves: a life loss sets ``terminated`` for
+learning (a terminal state of the learning episode, nothing bootstrapped; it wins over a frame cap
+reached on the same step), the game goes on, and the :class:`~kickstart.envs.batched.Episode`
+(return, length) is reported once per game, when ALE ends it.
 
 **Frames.** ``Episode.frames`` is ``4 * length``, the count the papers use. ALE itself stops the
 frame repeat early on the frame where a game ends, so its own frame counter can be a few
@@ -40,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from kickstart.config import EnvConfig
-from kickstart.envs.batched import BatchedEnv, Episode, env_seeds
+from kickstart.envs.batched import BatchedEnv, StepResult, env_seeds
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 
@@ -190,27 +193,38 @@ class AtariBatch(BatchedEnv):
         self._seeded = True
         return out
 
-    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Episode]]:
+    def _step(self, actions: np.ndarray) -> StepResult:
         n = self.num_envs
         out = np.empty((n, *self.spec.obs_shape), np.uint8)
         reward = np.empty(n, np.float32)
-        game_over = np.empty(n, bool)
+        terminated = np.empty(n, bool)
+        truncated = np.empty(n, bool)
         lives = np.empty(n, np.int64)
+        final_obs = None
         for g in self._groups:
-            # SameStep autoreset: obs of an env whose game ended is its next game's first obs.
-            obs, r, terminated, truncated, info = g.env.step(actions[g.idx])
+            # SameStep autoreset: obs of an env whose game ended is its next game's first obs, and
+            # info["final_obs"] (present when one ended) its last one.
+            obs, r, term, trunc, info = g.env.step(actions[g.idx])
             pos = g.idx[info["env_id"]]
             out[pos] = obs
             reward[pos] = r
-            game_over[pos] = terminated | truncated
+            terminated[pos] = term
+            truncated[pos] = trunc & ~term
             lives[pos] = info["lives"]
+            if truncated[pos].any():
+                if final_obs is None:
+                    final_obs = np.zeros_like(out)
+                cut = truncated[pos]
+                final_obs[pos[cut]] = info["final_obs"][cut]
         self._tracker.add(reward)
-        done = game_over.copy()
+        game_over = terminated | truncated
         if self._episodic_life:
-            done |= lives < self._lives  # a life lost; the game goes on
+            lost = lives < self._lives       # a life lost; the game goes on
+            terminated |= lost
+            truncated &= ~lost
         self._lives = lives
         episodes = [self._tracker.finish(i) for i in np.flatnonzero(game_over)]
-        return out, reward, done, episodes
+        return StepResult(out, reward, terminated, truncated, episodes, final_obs)
 
     def _close(self) -> None:
         for g in self._groups:

@@ -1,14 +1,30 @@
 """The batched environment interface shared by every env family.
 
 A :class:`BatchedEnv` steps ``N`` environments together and resets finished ones *in the same
-call*: when ``done[i]`` is True, ``obs[i]`` is already the first observation of env ``i``'s next
+call*: when env ``i``'s episode ended, ``obs[i]`` is already the first observation of its next
 episode. Finished episodes are reported as :class:`Episode` records with the raw (unclipped)
 return over the whole game, its length in agent steps and in environment frames.
+
+An episode ends in one of two ways, which learning must tell apart (Pardo et al. 2018, "Time Limits
+in Reinforcement Learning"):
+
+* **terminated**: the MDP reached a terminal state (a game over; with Atari's ``episodic_life``, a
+  life lost). The return ends there: nothing is bootstrapped.
+* **truncated**: a time limit cut the episode (Gymnasium's ``TimeLimit``, ``max_episode_steps``,
+  Atari's frame cap). The return does *not* end there: the value of the episode's final
+  observation must be bootstrapped, so that observation (which the same-step reset replaces in
+  ``obs``) is returned in ``final_obs``.
+
+When both happen on one step the episode terminated (``truncated`` is never True with
+``terminated``). Truncated episodes are finished episodes like any other for the statistics.
 
 Shapes (``N`` = ``num_envs``)::
 
     reset() -> obs [N, *spec.obs_shape]      (dtype spec.obs_dtype)
-    step(actions [N] or [N, D]) -> obs [N, ...], reward float32 [N], done bool [N], list[Episode]
+    step_full(actions [N] or [N, D]) -> StepResult(obs [N, ...], reward float32 [N],
+        terminated bool [N], truncated bool [N], episodes list[Episode], final_obs [N, ...] | None)
+    step(actions) -> obs, reward, done = terminated | truncated, episodes   (when the kind of end
+        does not matter: evaluation, benchmarks)
 
 Every returned array is freshly allocated and owned by the caller.
 """
@@ -18,6 +34,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +55,29 @@ class Episode:
     """Environment frames: ``length * spec.frames_per_step`` (the papers' frame count)."""
     env_index: int = -1
     """Which of the batched envs played it."""
+
+
+class StepResult(NamedTuple):
+    """What one step of a :class:`BatchedEnv` returns (see the module docstring)."""
+
+    obs: np.ndarray
+    """``[N, *obs_shape]``; where the episode ended, the first observation of the next one."""
+    reward: np.ndarray
+    """float32 ``[N]``, the raw reward of the step."""
+    terminated: np.ndarray
+    """bool ``[N]``: the episode ended in a terminal state (for learning: a life loss counts)."""
+    truncated: np.ndarray
+    """bool ``[N]``: a time limit cut the episode; never True where ``terminated`` is."""
+    episodes: list[Episode]
+    """The game episodes that finished at this step."""
+    final_obs: np.ndarray | None
+    """None when no env was truncated; else ``[N, *obs_shape]`` where row ``i`` of a truncated
+    env ``i`` is the final observation of its episode (the other rows are unspecified)."""
+
+    @property
+    def done(self) -> np.ndarray:
+        """bool ``[N]``: the episode ended (terminated or truncated); ``obs`` starts a new one."""
+        return self.terminated | self.truncated
 
 
 def env_seeds(seed: int, num_envs: int) -> list[int]:
@@ -109,11 +149,18 @@ class BatchedEnv(abc.ABC):
         self._started = True
         return obs
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Episode]]:
-        """Apply one action per env; see the module docstring for the auto-reset contract."""
+    def step_full(self, actions: np.ndarray) -> StepResult:
+        """Apply one action per env; see the module docstring for the auto-reset contract and the
+        two kinds of episode end."""
         if not self._started:
             raise RuntimeError("call reset() before step()")
         return self._step(self._check_actions(actions))
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Episode]]:
+        """:meth:`step_full` without the kind of end: ``(obs, reward, done, episodes)``, ``done``
+        being ``terminated | truncated``. Learning needs :meth:`step_full`."""
+        r = self.step_full(actions)
+        return r.obs, r.reward, r.done, r.episodes
 
     def close(self) -> None:
         if not self._closed:
@@ -132,7 +179,7 @@ class BatchedEnv(abc.ABC):
     def _reset(self) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Episode]]: ...
+    def _step(self, actions: np.ndarray) -> StepResult: ...
 
     def _close(self) -> None:
         pass

@@ -3,7 +3,10 @@
 Observations: a ``uint8`` image Box ``HxWxC`` becomes ``(C, H, W)`` (``HxW``: ``(1, H, W)``),
 kept as uint8 with ``obs_scale`` 1/255; a Discrete observation becomes a float32 one-hot; any
 other Box is flattened to float32 ``(D,)`` with ``obs_scale`` 1. The N envs are stepped in a
-plain loop and reset in the same step when they terminate or are truncated.
+plain loop and reset in the same step when they terminate or are truncated; Gymnasium's own
+``terminated`` and ``truncated`` (a ``TimeLimit``: the id's registered ``max_episode_steps``, or
+``env.max_episode_steps``) are reported as they are, and a truncated episode's final observation is
+kept in ``final_obs`` (see :mod:`kickstart.envs.batched`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from kickstart.config import EnvConfig
-from kickstart.envs.batched import BatchedEnv, Episode, env_seeds
+from kickstart.envs.batched import BatchedEnv, StepResult, env_seeds
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 
@@ -142,25 +145,32 @@ class GymBatch(BatchedEnv):
         self._seeded = True
         return out
 
-    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Episode]]:
+    def _step(self, actions: np.ndarray) -> StepResult:
         n = self.num_envs
         out = np.empty((n, *self.spec.obs_shape), self.spec.np_obs_dtype)
         reward = np.empty(n, np.float32)
-        done = np.empty(n, bool)
+        terminated = np.zeros(n, bool)
+        truncated = np.zeros(n, bool)
+        final_obs = None
         if self.spec.multi_discrete:
             acts = list(actions + self._start)
         else:
             acts = (actions + int(self._start)).tolist()
         for i, env in enumerate(self._envs):
-            obs, r, terminated, truncated, _ = env.step(acts[i])
+            obs, r, term, trunc, _ = env.step(acts[i])
             reward[i] = r
-            done[i] = terminated or truncated
-            if done[i]:
+            terminated[i] = term
+            truncated[i] = trunc and not term   # a terminal state on the time limit's step terminates
+            if truncated[i]:
+                if final_obs is None:
+                    final_obs = np.zeros_like(out)
+                final_obs[i] = self._convert(obs)
+            if term or trunc:
                 obs, _ = env.reset()
             out[i] = self._convert(obs)
         self._tracker.add(reward)
-        episodes = [self._tracker.finish(i) for i in np.flatnonzero(done)]
-        return out, reward, done, episodes
+        episodes = [self._tracker.finish(i) for i in np.flatnonzero(terminated | truncated)]
+        return StepResult(out, reward, terminated, truncated, episodes, final_obs)
 
     def _close(self) -> None:
         for env in self._envs:

@@ -11,6 +11,10 @@ modules from their files rather than through ``import minatar``, whose ``__init_
 matplotlib, pandas and seaborn for rendering (over a second and ~100 MB per actor process);
 :class:`_Game` reproduces ``minatar.Environment``'s seeding and sticky-action logic exactly, so a
 seeded ``_Game`` and a seeded ``minatar.Environment`` produce the same stream (tested).
+
+MinAtar games have no time limit of their own; ``env.max_episode_steps`` adds one: an episode that
+reaches it without a terminal state is *truncated*, and its final observation is kept in
+``final_obs`` (see :mod:`kickstart.envs.batched`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from types import ModuleType
 import numpy as np
 
 from kickstart.config import EnvConfig
-from kickstart.envs.batched import BatchedEnv, Episode, env_seeds
+from kickstart.envs.batched import BatchedEnv, StepResult, env_seeds
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 
@@ -140,7 +144,7 @@ class MinAtarBatch(BatchedEnv):
             view[...] = env.env.state()
         return self._obs()
 
-    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Episode]]:
+    def _step(self, actions: np.ndarray) -> StepResult:
         envs, views = self._envs, self._views
         rewards, terminals = [], []
         for i, a in enumerate(actions.tolist()):
@@ -154,15 +158,21 @@ class MinAtarBatch(BatchedEnv):
             if not terminal:
                 views[i][...] = g.env.state()
         reward = np.array(rewards, np.float32)
-        done = np.array(terminals, bool)
+        terminated = np.array(terminals, bool)
         tracker = self._tracker
         tracker.add(reward)
+        final_obs = None
         if self._max_steps is not None:
-            done |= tracker.length >= self._max_steps
+            truncated = (tracker.length >= self._max_steps) & ~terminated
+            if truncated.any():
+                final_obs = self._obs()  # before the resets below; rows of truncated envs are final
+        else:
+            truncated = np.zeros_like(terminated)
+        done = terminated | truncated
         episodes = []
         if done.any():
             for i in np.flatnonzero(done).tolist():
                 episodes.append(tracker.finish(i))
                 envs[i].env.reset()
                 views[i][...] = envs[i].env.state()
-        return self._obs(), reward, done, episodes
+        return StepResult(self._obs(), reward, terminated, truncated, episodes, final_obs)

@@ -4,9 +4,16 @@ Espeholt et al. (2018), "IMPALA: Scalable Distributed Deep-RL with Importance We
 Actor-Learner Architectures", Section 4.1, eq. (1) and Remark 1.
 
 The paper's constant discount ``gamma`` is generalised to a per-step ``discount_t``
-(``gamma * (1 - done_t)``), so that an unroll may contain episode ends: ``gamma^(s-t)`` in eq. (1)
-becomes ``prod_{i=t}^{s-1} discount_i``. With ``lambda = 1`` the trace coefficients are
+(``gamma * (1 - terminated_t)``), so that an unroll may contain episode ends: ``gamma^(s-t)`` in
+eq. (1) becomes ``prod_{i=t}^{s-1} discount_i``. With ``lambda = 1`` the trace coefficients are
 ``c_t = min(1, rho_t)``.
+
+Episodes cut by a time limit (Pardo et al. 2018, "Time Limits in Reinforcement Learning"): when
+the transition t -> t+1 is *truncated*, x_{t+1} is the first observation of the next episode and
+the return of x_t goes on from the cut episode's final observation x'_{t+1}. There the target
+bootstraps with ``discount_t * V(x'_{t+1})`` (``discount_t`` stays ``gamma``) instead of
+``discount_t * V(x_{t+1})``, and the trace is cut as at a termination: the episode's targets are
+those of an unroll that ended at x'_{t+1}, bootstrapped with V(x'_{t+1}).
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ def from_importance_weights(
     bootstrap_value: Tensor,
     clip_rho_threshold: float | None = 1.0,
     clip_pg_rho_threshold: float | None = 1.0,
+    *,
+    truncated: Tensor | None = None,
+    final_values: Tensor | None = None,
 ) -> VTraceReturns:
     """V-trace targets from log importance weights (IMPALA, eq. (1) and Remark 1).
 
@@ -48,13 +58,18 @@ def from_importance_weights(
 
         A_s = min(rho_bar_pg, rho_s) * (r_s + discount_s * v_{s+1} - V(x_s))
 
+    Where the transition s -> s+1 is truncated (see the module docstring), ``V(x_{s+1})`` and
+    ``v_{s+1}`` above both become ``V(x'_{s+1}) = final_values[s]`` and the recursion's trace term
+    is 0, as at the end of an unroll.
+
     All computation is done without autograd: the outputs are targets.
 
     Args:
       log_rhos: ``[T, B]`` log importance ratios ``log pi(a_s|x_s) - log mu(a_s|x_s)`` of the
         actions taken (target policy ``pi``, behaviour policy ``mu``).
-      discounts: ``[T, B]`` ``discount_s = gamma * (1 - done)`` of the transition s -> s+1
-        (0 where the episode ends at that transition).
+      discounts: ``[T, B]`` ``discount_s = gamma * (1 - terminated)`` of the transition
+        s -> s+1 (0 where the episode terminates at that transition; ``gamma`` where it is
+        truncated: a 0 there would make the truncation a termination).
       rewards: ``[T, B]`` rewards ``r_s`` of the transition s -> s+1.
       values: ``[T, B]`` baseline ``V(x_s)`` under the target policy.
       bootstrap_value: ``[B]`` ``V(x_T)``, the value of the state after the unroll.
@@ -62,12 +77,17 @@ def from_importance_weights(
         no clipping.
       clip_pg_rho_threshold: clip of the importance weights of the policy-gradient advantage;
         None for no clipping.
+      truncated: optional ``[T, B]`` bool, the transition s -> s+1 was cut by a time limit:
+        x_{s+1} starts the next episode. None: no truncation (every episode end is in
+        ``discounts``). Given with ``final_values``.
+      final_values: optional ``[T, B]``, ``V(x'_{s+1})``, the value of the truncated episode's
+        final observation, where ``truncated`` (read nowhere else).
 
     Returns:
       VTraceReturns(vs ``[T, B]``, pg_advantages ``[T, B]``), in the dtype of the inputs.
     """
     _check_inputs(log_rhos, discounts, rewards, values, bootstrap_value,
-                  clip_rho_threshold, clip_pg_rho_threshold)
+                  clip_rho_threshold, clip_pg_rho_threshold, truncated, final_values)
     with torch.no_grad():
         rhos = torch.exp(log_rhos)
         clipped_rhos = rhos if clip_rho_threshold is None else rhos.clamp(max=clip_rho_threshold)
@@ -75,6 +95,9 @@ def from_importance_weights(
 
         # V(x_{s+1}) for s = 0..T-1, the last one being the bootstrap value.
         values_tp1 = torch.cat([values[1:], bootstrap_value.unsqueeze(0)], dim=0)
+        if truncated is not None:  # V(x'_{s+1}) at truncations, and the trace cut there
+            values_tp1 = torch.where(truncated, final_values, values_tp1)
+            discounted_cs = discounted_cs.masked_fill(truncated, 0.0)
         # delta_s; overwritten in place below, from the end, by acc_s = v_s - V(x_s).
         acc = clipped_rhos * (rewards + discounts * values_tp1 - values)
         acc_rows, dc_rows = acc.unbind(0), discounted_cs.unbind(0)
@@ -83,6 +106,8 @@ def from_importance_weights(
         vs = acc.add_(values)
 
         vs_tp1 = torch.cat([vs[1:], bootstrap_value.unsqueeze(0)], dim=0)
+        if truncated is not None:
+            vs_tp1 = torch.where(truncated, final_values, vs_tp1)
         clipped_pg_rhos = (rhos if clip_pg_rho_threshold is None
                            else rhos.clamp(max=clip_pg_rho_threshold))
         pg_advantages = clipped_pg_rhos * (rewards + discounts * vs_tp1 - values)
@@ -90,7 +115,7 @@ def from_importance_weights(
 
 
 def _check_inputs(log_rhos, discounts, rewards, values, bootstrap_value,
-                  clip_rho_threshold, clip_pg_rho_threshold) -> None:
+                  clip_rho_threshold, clip_pg_rho_threshold, truncated, final_values) -> None:
     if log_rhos.dim() != 2:
         raise ValueError(f"vtrace: log_rhos must be [T, B], got shape {tuple(log_rhos.shape)}")
     for name, x in (("discounts", discounts), ("rewards", rewards), ("values", values)):
@@ -104,3 +129,12 @@ def _check_inputs(log_rhos, discounts, rewards, values, bootstrap_value,
                     ("clip_pg_rho_threshold", clip_pg_rho_threshold)):
         if c is not None and not c > 0:
             raise ValueError(f"vtrace: {name} must be a positive number or None, got {c!r}")
+    if (truncated is None) != (final_values is None):
+        raise ValueError("vtrace: truncated and final_values go together (give both or neither)")
+    if truncated is not None:
+        for name, x in (("truncated", truncated), ("final_values", final_values)):
+            if x.shape != log_rhos.shape:
+                raise ValueError(f"vtrace: {name} must be [T, B] = {tuple(log_rhos.shape)} like "
+                                 f"log_rhos, got {tuple(x.shape)}")
+        if truncated.dtype != torch.bool:
+            raise ValueError(f"vtrace: truncated must be a bool tensor, got {truncated.dtype}")

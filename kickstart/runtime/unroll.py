@@ -8,7 +8,15 @@ field              shape              meaning
 =================  =================  ==========================================================
 ``obs``            [T+1, N, *obs]     observation x_t
 ``first``          [T+1, N]           x_t is the first observation of an episode
-``reward``         [T+1, N]           reward received on arriving at x_t (raw, unclipped)
+``truncated``      [T+1, N]           x_t is the first observation of an episode whose
+                                      predecessor was *truncated* by a time limit, not
+                                      terminated (only where ``first``; see below)
+``final_value``    [T+1, N]           where ``truncated``: V(x'), the behaviour network's value of
+                                      that predecessor's final observation x' (which the reset
+                                      replaced by x_t), from the core state that saw it; else 0
+``reward``         [T+1, N]           reward received on arriving at x_t (raw, unclipped; at an
+                                      episode start, the reward of arriving at the previous
+                                      episode's last observation)
 ``last_action``    [T+1, N, *act]     action taken before x_t (0 when ``first``)
 ``action``         [T+1, N, *act]     action a_t sampled at x_t by the behaviour policy
 ``logits``         [T+1, N, L]        behaviour policy logits at x_t
@@ -24,6 +32,20 @@ Entry ``T`` of one unroll is entry ``0`` of the next (the ``T + 1`` overlap): th
 value of x_T to bootstrap, and the next unroll needs the action a_T taken there. The learner
 realigns the transitions as: a_t, logits_t at entries ``0..T-1``; the transition from x_t ends the
 episode iff ``first[t+1]``, and its reward is ``reward[t+1]``.
+
+Terminations and truncations (Pardo et al. 2018, "Time Limits in Reinforcement Learning"). An
+episode that ``first[t+1]`` ends either *terminated* (``truncated[t+1]`` False: the return ends, the
+learner's discount is 0) or *truncated* by a time limit (``truncated[t+1]`` True: the return goes on
+from the final observation x', the learner bootstraps with ``discount * final_value[t+1]`` and cuts
+the trace there). The envs' same-step reset replaces x' by the next episode's x_{t+1}, so the actor
+computes V(x') when the step returns it: one extra no-grad forward of the behaviour network over
+the truncated envs only (about one per episode), with the inputs the network would have had at x'
+had there been no reset (x', last action a_t, last reward ``reward[t+1]``, not ``first``) and the
+core state the network carried out of x_t, so that an LSTM sees x' with its own state (tested).
+Storing x' instead and letting the learner compute V(x') would double the observation memory of
+every unroll (for a value needed about once per episode) and would need the learner's core state
+at x_t, which its sequence-wide forward pass does not expose; the price of the actor's value is
+that it comes from the behaviour parameters (as old as the behaviour policy), not the learner's.
 
 Unlike TorchBeast (which stores the state *after* processing x_0), ``core_state`` is the state
 *before* x_0, so that the learner, running the same network over entries ``0..T`` from that state,
@@ -55,6 +77,7 @@ import numpy as np
 import torch
 
 from kickstart.distributions import make_dist
+from kickstart.envs.batched import StepResult
 from kickstart.specs import EnvSpec
 
 
@@ -105,6 +128,8 @@ def unroll_fields(spec: EnvSpec, num_logits: int, core_state: Sequence[torch.Ten
     fields = {
         "obs": Field(tuple(spec.obs_shape), obs_dtype),
         "first": Field((), torch.bool),
+        "truncated": Field((), torch.bool),
+        "final_value": Field((), torch.float32),
         "reward": Field((), torch.float32),
         "last_action": Field(act, torch.int64),
         "action": Field(act, torch.int64),
@@ -147,6 +172,20 @@ def net_inputs(obs, last_action, reward, first):
     return obs, last_action, torch.where(first, torch.zeros_like(reward), reward), first
 
 
+def step_full_of(env):
+    """``env.step_full`` (see :mod:`kickstart.envs.batched`), or, for an env that has only the
+    4-tuple ``step`` (a test double), a function that reads every episode end as a termination."""
+    step_full = getattr(env, "step_full", None)
+    if step_full is not None:
+        return step_full
+
+    def step(actions):
+        obs, reward, done, episodes = env.step(actions)
+        done = np.asarray(done, dtype=bool)
+        return StepResult(obs, reward, done, np.zeros_like(done), episodes, None)
+    return step
+
+
 class Actor:
     """Steps a batched env with batched inference and fills unrolls, one after another.
 
@@ -157,6 +196,7 @@ class Actor:
     def __init__(self, env, net: torch.nn.Module, unroll_length: int, seed: int,
                  hooks: Sequence[ActorHook] = ()):
         self.env = env
+        self._step_env = step_full_of(env)
         self.net = net
         self.T = unroll_length
         self.hooks = list(hooks)
@@ -193,6 +233,20 @@ class Actor:
             buf[name][t].copy_(value[0])
         return new_state
 
+    def _final_values(self, final_obs, idx, last_action, last_reward, state) -> torch.Tensor:
+        """V(x') of the final observations ``final_obs`` ``[k, *obs]`` of the truncated envs ``idx``
+        ``[k]``: the behaviour network's value with the inputs it would have had at x' without the
+        reset (``last_action``, ``last_reward`` ``[N, ...]`` of the step that reached x', not first),
+        from ``state``, the core state carried out of the step's start (see the module docstring).
+        Called with neither ``generator`` nor ``replay``: a network that samples while acting draws
+        nothing here (its value does not depend on what it samples)."""
+        with torch.no_grad():
+            sub_state = tuple(s[idx] for s in state)
+            first = torch.zeros((1, len(idx)), dtype=torch.bool)
+            out, _ = self.net(final_obs[None], last_action[idx][None], last_reward[idx][None], first,
+                              sub_state, self.task[idx][None])
+        return out.baseline[0]
+
     def _hooks(self, buf, t):
         """The per-entry hooks (those without ``finish``) at entry ``t``."""
         if not self._step_hooks:
@@ -207,6 +261,8 @@ class Actor:
         obs = torch.from_numpy(self.env.reset())
         buf["obs"][0].copy_(obs)
         buf["first"][0].fill_(True)
+        buf["truncated"][0].fill_(False)
+        buf["final_value"][0].zero_()
         buf["reward"][0].zero_()
         buf["last_action"][0].zero_()
         for hook in self.hooks:
@@ -232,15 +288,22 @@ class Actor:
         state = self._state
         action = buf["action"][0]
         for t in range(1, self.T + 1):
-            obs, reward, done, episodes = self.env.step(action.numpy())
-            first = torch.from_numpy(np.asarray(done, dtype=bool))
-            buf["obs"][t].copy_(torch.from_numpy(obs))
-            buf["reward"][t].copy_(torch.from_numpy(np.asarray(reward, dtype=np.float32)))
+            step = self._step_env(action.numpy())
+            first = torch.from_numpy(np.asarray(step.done, dtype=bool))
+            truncated = np.asarray(step.truncated, dtype=bool)
+            buf["obs"][t].copy_(torch.from_numpy(step.obs))
+            buf["reward"][t].copy_(torch.from_numpy(np.asarray(step.reward, dtype=np.float32)))
             buf["first"][t].copy_(first)
+            buf["truncated"][t].copy_(torch.from_numpy(truncated))
+            buf["final_value"][t].zero_()
+            if truncated.any():
+                idx = torch.from_numpy(np.flatnonzero(truncated))
+                buf["final_value"][t, idx] = self._final_values(
+                    torch.from_numpy(step.final_obs[idx.numpy()]), idx, action, buf["reward"][t], state)
             last_action = buf["last_action"][t]
             last_action.copy_(action)
             last_action.masked_fill_(first.view(first.shape + (1,) * (last_action.dim() - 1)), 0)
-            for k, ep in enumerate(episodes):
+            for k, ep in enumerate(step.episodes):
                 buf["ep_end"][t, k] = True
                 buf["ep_task"][t, k] = ep.task_id
                 buf["ep_return"][t, k] = ep.ret
