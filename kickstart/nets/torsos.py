@@ -108,7 +108,10 @@ def torso_input(obs: torch.Tensor, obs_scale: float, torso: nn.Module) -> torch.
 
 
 class _ConvFC(nn.Module):
-    """A conv stack (ending in a ReLU), flattened, then a ReLU'd FC layer of ``out_size``."""
+    """A conv stack (ending in a ReLU), flattened, then a ReLU'd FC layer of ``out_size``.
+
+    The ReLUs after convolutions and linear layers run in place: neither layer's backward needs its
+    output, so this saves an activation-sized allocation per layer (tens of MB for an Atari batch)."""
 
     channels_last_training = True
     """Train on channels-last input on the CPU (see :func:`torso_input`)."""
@@ -122,7 +125,7 @@ class _ConvFC(nn.Module):
         self.out_size = out_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc(self.convs(x).flatten(1)))
+        return torch.relu_(self.fc(self.convs(x).flatten(1)))
 
 
 class NatureTorso(_ConvFC):
@@ -135,9 +138,9 @@ class NatureTorso(_ConvFC):
     def __init__(self, obs_shape: tuple[int, ...]):
         c = obs_shape[0]
         convs = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(inplace=True),
         )
         super().__init__(convs, obs_shape, NATURE_FC)
 
@@ -148,8 +151,8 @@ class ImpalaShallowTorso(_ConvFC):
     def __init__(self, obs_shape: tuple[int, ...], hidden_size: int):
         c = obs_shape[0]
         convs = nn.Sequential(
-            nn.Conv2d(c, 16, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(c, 16, 8, stride=4), nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(inplace=True),
         )
         super().__init__(convs, obs_shape, hidden_size)
 
@@ -163,7 +166,7 @@ class _ResidualBlock(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+        return x + self.conv1(torch.relu_(self.conv0(torch.relu(x))))
 
 
 class _ImpalaSection(nn.Sequential):
@@ -211,7 +214,7 @@ class MinAtarTorso(_ConvFC):
     channels_last_training = False   # one small conv: channels-last measured ~20% slower
 
     def __init__(self, obs_shape: tuple[int, ...], hidden_size: int):
-        convs = nn.Sequential(nn.Conv2d(obs_shape[0], 16, 3, stride=1), nn.ReLU())
+        convs = nn.Sequential(nn.Conv2d(obs_shape[0], 16, 3, stride=1), nn.ReLU(inplace=True))
         super().__init__(convs, obs_shape, hidden_size)
 
 
