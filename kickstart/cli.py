@@ -162,7 +162,7 @@ def _check_env_and_net(cfg) -> None:
 
     spec = env_spec(cfg.env)
     from kickstart.learner import pick_device
-    from kickstart.nets import build_agent
+    from kickstart.methods import build_agent
 
     build_agent(cfg, spec)
     pick_device(cfg.learner.device)
@@ -191,6 +191,8 @@ def cmd_train(args, console) -> int:
             raise UserError("missing CONFIG: pass a YAML file, e.g. 'kickstart train configs/minatar_breakout.yaml', "
                             "or overrides alone to start from the built-in defaults, e.g. "
                             "'kickstart train env.id=minatar:Breakout'")
+        from kickstart import methods  # noqa: F401 - registers every method: load_config checks and resolves theirs
+
         cfg = load_config(config, overrides)  # config None: the built-in defaults
     _check_env_and_net(cfg)
     if cfg.pbt.enabled:  # pbt.population_size > 1: a population, trained with PBT

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from kickstart.errors import ConfigError
+from kickstart.method import enabled_methods, hparam_range
 from kickstart.precision import PRECISIONS
 
 
@@ -490,12 +491,12 @@ class MixMatchConfig:
 
 
 PRIOR_DISTRIBUTIONS = ("log_uniform", "uniform", "fixed")
-UNIT_HPARAMS = ("mixmatch/alpha",)
-"""Mutable hyperparameters that are weights in [0, 1]: PBT explores them by adding, never beyond."""
 PERTURBS = ("auto", "multiply", "add")
 EXPLOIT_RULES = ("auto", "ttest", "truncation", "absolute_gap", "none")
 PBT_EVALS = ("auto", "training_returns", "evaluator")
 PBT_BACKENDS = ("local", "serial", "ray")
+ADD_STEP = 0.05
+"""The default ``pbt.add_step`` (the M&M paper's +-0.05 on alpha)."""
 
 
 @dataclass
@@ -513,9 +514,10 @@ class PriorConfig:
     """``fixed``: the initial value; None keeps the run's configured one (e.g. learner.learning_rate)."""
     perturb: str = "auto"
     """Explore step: ``multiply`` by a random one of ``pbt.perturb_factors`` (learning rate, entropy
-    cost, kickstarting alpha/rho), or ``add`` +-``pbt.alpha_step`` clipped to [0, 1] (weights in
-    [0, 1] such as the Mix & Match alpha); ``auto``: ``add`` for ``mixmatch/alpha`` (the paper's),
-    ``multiply`` for everything else."""
+    cost, kickstarting alpha/rho), or ``add`` +-``pbt.add_step`` clipped to the hyperparameter's range
+    ([0, 1] unless its method declares another; weights such as the Mix & Match alpha); ``auto``:
+    ``add`` for the weights a method declares with a range (``mixmatch/alpha``, the paper's),
+    ``multiply`` for everything else (resolved by :func:`resolve_config`)."""
 
     def __post_init__(self) -> None:
         _choice("pbt.mutable.<name>", "distribution", self.distribution, PRIOR_DISTRIBUTIONS)
@@ -575,8 +577,10 @@ class PBTConfig:
     """Probability per ready event (exploited or not) of perturbing every mutable hyperparameter."""
     perturb_factors: list[float] = field(default_factory=lambda: [0.8, 1.2])
     """``multiply`` perturbations multiply by one of these, chosen uniformly."""
-    alpha_step: float = 0.05
-    """``add`` perturbations add or subtract this, then clip to [0, 1]."""
+    add_step: float = ADD_STEP
+    """``add`` perturbations add or subtract this, then clip to the hyperparameter's range."""
+    alpha_step: float | None = None
+    """The former name of ``add_step`` (existing configs keep working); None: unused."""
     resample_probability: float = 0.0
     """When exploring, probability per hyperparameter of drawing it afresh from its prior instead of
     perturbing it."""
@@ -591,9 +595,10 @@ class PBTConfig:
     """What PBT compares: ``training_returns`` (per finished training episode its raw return, or on a
     multi-task suite its capped normalised score; the last ``ttest_window`` episodes), or
     ``evaluator`` (at each ready event, ``eval_episodes`` separate evaluation episodes per task of
-    the member's current network, e.g. only Mix & Match's target agent); ``auto``: ``evaluator`` for
-    a Mix & Match multitask agent (per-task specialists: the central policy alone is scored, M&M
-    Sec. 3.4 and App. B.2), ``training_returns`` otherwise (single-task M&M: pi_mm's returns)."""
+    the member's current network, e.g. only Mix & Match's target agent); ``auto``: what the run's
+    method prefers (``evaluator`` for a Mix & Match multitask agent: its central policy alone is
+    scored, M&M Sec. 3.4 and App. B.2), ``training_returns`` otherwise (resolved by
+    :func:`resolve_config`; :func:`pbt_eval` where used)."""
     eval_episodes: int = 30
     """``evaluator``: episodes per task at each ready event."""
     eval_greedy: bool = False
@@ -627,20 +632,24 @@ class PBTConfig:
         _unit(s, "resample_probability", self.resample_probability)
         _check(len(self.perturb_factors) > 0 and all(math.isfinite(f) and f > 0 for f in self.perturb_factors),
                f"pbt.perturb_factors={self.perturb_factors!r} must be a non-empty list of numbers > 0")
-        _positive(s, "alpha_step", self.alpha_step)
+        _positive(s, "add_step", self.add_step)
+        if self.alpha_step is not None:
+            _positive(s, "alpha_step", self.alpha_step)
+            _check(self.add_step in (self.alpha_step, ADD_STEP),
+                   f"pbt.alpha_step={self.alpha_step!r} and pbt.add_step={self.add_step!r}: alpha_step is the former "
+                   f"name of add_step; set add_step alone")
         for name, prior in self.mutable.items():
             _check(bool(name), "pbt.mutable has an empty hyperparameter name")
             prior.check(f"pbt.mutable.{name}")
-            if prior.perturb == "auto":
-                prior.perturb = "add" if name in UNIT_HPARAMS else "multiply"
-            if name in UNIT_HPARAMS:
-                where = f"pbt.mutable.{name}"
-                _check(prior.perturb == "add",
-                       f"{where}.perturb=multiply: {name} is a weight in [0, 1]; explore it with perturb: add "
-                       f"(+-pbt.alpha_step, clipped to [0, 1])")
+            r = hparam_range(name)     # a weight a method declares: explored by adding, within its range
+            if r is not None:
+                where, within = f"pbt.mutable.{name}", f"[{r.low:g}, {r.high:g}]"
+                _check(prior.perturb in ("auto", "add"),
+                       f"{where}.perturb={prior.perturb}: {name} is a weight in {within}; explore it with perturb: "
+                       f"add (+-pbt.add_step, clipped to {within})")
                 top = prior.value if prior.distribution == "fixed" else prior.high
-                _check(top is None or top <= 1.0,
-                       f"{where}: a {prior.distribution} prior up to {top!r} leaves [0, 1], where {name} lives; "
+                _check(top is None or top <= r.high,
+                       f"{where}: a {prior.distribution} prior up to {top!r} leaves {within}, where {name} lives; "
                        f"the paper's prior is log_uniform with low 0.001, high 0.01")
         _check(len(self.initial_hparams) <= self.population_size,
                f"pbt.initial_hparams has {len(self.initial_hparams)} entries for pbt.population_size="
@@ -649,8 +658,10 @@ class PBTConfig:
             for k, v in values.items():
                 _check(math.isfinite(v) and v >= 0,
                        f"pbt.initial_hparams[{i}].{k}={v!r} must be a finite number >= 0")
-                _check(k not in UNIT_HPARAMS or v <= 1.0,
-                       f"pbt.initial_hparams[{i}].{k}={v!r} must be in [0, 1]")
+                r = hparam_range(k)
+                if r is not None:
+                    _check(r.low <= v <= r.high,
+                           f"pbt.initial_hparams[{i}].{k}={v!r} must be in [{r.low:g}, {r.high:g}]")
         _choice(s, "eval", self.eval, PBT_EVALS)
         _positive(s, "eval_episodes", self.eval_episodes)
         _positive(s, "member_restarts", self.member_restarts, allow_zero=True)
@@ -659,6 +670,11 @@ class PBTConfig:
     @property
     def enabled(self) -> bool:
         return self.population_size > 1
+
+    @property
+    def step(self) -> float:
+        """The ``add`` step: ``add_step``, or ``alpha_step`` where a config still gives the former name."""
+        return self.add_step if self.alpha_step is None else self.alpha_step
 
     @property
     def exploit_rule(self) -> str:
@@ -729,21 +745,56 @@ class Config:
     mixmatch: MixMatchConfig = field(default_factory=MixMatchConfig)
 
     def __post_init__(self) -> None:
-        _check(self.learner.rl_loss or self.kickstart.enabled,
-               "learner.rl_loss=false leaves no loss to train: add kickstart.teachers (pure distillation)")
-        mutable = self.pbt.mutable if self.pbt.enabled else {}
-        _check(not ("mixmatch/alpha" in mutable and self.mixmatch.alpha_schedule != "constant"),
-               f"pbt.mutable.mixmatch/alpha with mixmatch.alpha_schedule={self.mixmatch.alpha_schedule}: PBT "
-               f"evolves alpha itself; set mixmatch.alpha_schedule=constant or drop it from pbt.mutable")
-        if self.pbt.eval == "auto":
-            central_only = self.mixmatch.enabled and any(c.per_task for c in self.mixmatch.components)
-            self.pbt.eval = "evaluator" if central_only else "training_returns"
-        _check(not (self.pbt.eval == "evaluator" and self.pbt.exploit_rule == "ttest" and self.pbt.eval_episodes < 2),
+        # Checks only: resolving ``auto`` is resolve_config's. The methods check their own settings
+        # against the rest (those registered so far; train and PBT check again with all of them).
+        for method in enabled_methods(self):
+            method.check(self)
+        _check(not (pbt_eval(self) == "evaluator" and self.pbt.exploit_rule == "ttest" and self.pbt.eval_episodes < 2),
                f"pbt.eval_episodes={self.pbt.eval_episodes} gives the t-test one sample per task; set it >= 2")
         b, n = self.learner.batch_size, self.runtime.envs_per_actor
         _check(b % n == 0,
                f"learner.batch_size={b} must be a multiple of runtime.envs_per_actor={n} "
                f"(a batch is made of whole actor unrolls); e.g. learner.batch_size={max(n, (b // n) * n)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Resolving the settings whose ``auto`` depends on the methods.
+
+def pbt_eval(cfg: Config) -> str:
+    """``pbt.eval`` with ``auto`` resolved: what the first enabled method that has a preference
+    says (:meth:`kickstart.method.Method.pbt_eval`), else ``training_returns``."""
+    if cfg.pbt.eval != "auto":
+        return cfg.pbt.eval
+    for method in enabled_methods(cfg):
+        choice = method.pbt_eval(cfg)
+        if choice is not None:
+            return choice
+    return "training_returns"
+
+
+def perturb_rule(name: str, prior: PriorConfig) -> str:
+    """How PBT explores hyperparameter ``name``: its prior's ``perturb``, with ``auto`` resolved
+    (``add`` for a weight a registered method declares with a range, ``multiply`` otherwise)."""
+    if prior.perturb != "auto":
+        return prior.perturb
+    return "add" if hparam_range(name) is not None else "multiply"
+
+
+def resolve_config(cfg: Config) -> Config:
+    """A new config with the settings whose ``auto`` depends on the run's methods resolved: for a
+    population (the only runs that use them), ``pbt.eval`` and each ``pbt.mutable`` prior's
+    ``perturb``; and ``pbt.alpha_step`` folded into ``pbt.add_step``. This is what ``config.yaml`` in
+    a run directory records; machine-dependent ``auto`` settings (``net.precision``,
+    ``runtime.num_actors``, ...) stay unresolved, so that a run resumed elsewhere fits that machine.
+    ``cfg`` is not changed; the result is checked again."""
+    data = to_dict(cfg)
+    pbt = data["pbt"]
+    if cfg.pbt.enabled:
+        pbt["eval"] = pbt_eval(cfg)
+        for name, prior in cfg.pbt.mutable.items():
+            pbt["mutable"][name]["perturb"] = perturb_rule(name, prior)
+    pbt["add_step"], pbt["alpha_step"] = cfg.pbt.step, None
+    return from_dict(Config, data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -926,7 +977,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (env, net, learner, runtime, run)")
     apply_overrides(data, list(overrides or []))
-    return from_dict(Config, data)
+    return resolve_config(from_dict(Config, data))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

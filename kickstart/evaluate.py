@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kickstart.config import Config, EnvConfig, from_dict
+from kickstart import methods
+from kickstart.config import EnvConfig
 from kickstart.distributions import make_dist
-from kickstart.errors import CheckpointError
+from kickstart.policy import load_policy as load_network
 from kickstart.runtime.unroll import net_inputs
 
 
@@ -94,39 +95,9 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
 
 
 def load_policy(checkpoint: str, env_overrides: dict | None = None):
-    """Network and config of a training checkpoint (weights only; no code is loaded).
-
-    ``env_overrides`` may change the env (e.g. ``sticky_actions``, or another game with the same
-    observation shape and actions); a network that does not fit the env is a :class:`CheckpointError`.
-    """
-    from kickstart.checkpoint import load_checkpoint
-    from kickstart.envs import env_spec
-    from kickstart.nets import build_agent
-
-    state = load_checkpoint(checkpoint)
-    try:
-        cfg = from_dict(Config, state["config"])
-        if env_overrides:
-            cfg.env = from_dict(EnvConfig, {**state["config"]["env"], **env_overrides}, "env")
-        weights = state["learner"]["net"]
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {checkpoint!r} lacks {e}; it is not a training checkpoint") from None
-    spec = env_spec(cfg.env)
-    saved = state.get("spec") if isinstance(state.get("spec"), dict) else {}
-    for key, what in (("obs_shape", "observation shape"), ("action_nvec", "actions")):
-        if key in saved and tuple(saved[key]) != tuple(getattr(spec, key)):
-            raise CheckpointError(f"checkpoint {checkpoint!r} was trained with {what} {tuple(saved[key])} but "
-                                  f"env {cfg.env.id!r} has {tuple(getattr(spec, key))}; evaluate it on an env "
-                                  f"with the same {what} (drop or change --env)")
-    net = build_agent(cfg, spec)
-    try:
-        net.load_state_dict(weights)
-    except (RuntimeError, KeyError, TypeError, ValueError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if not ln.startswith("Error(s) in loading")), type(e).__name__)
-        raise CheckpointError(f"checkpoint {checkpoint!r} does not fit the network its config describes "
-                              f"({detail[:200]})") from None
-    return net, cfg, state
+    """Network, config and state of a training checkpoint or exported policy (weights only; no code
+    is loaded), with every built-in method known (:func:`kickstart.policy.load_policy`)."""
+    return load_network(checkpoint, env_overrides, methods.build_agent)
 
 
 def summary_table(results: list[TaskEval]) -> list[tuple[str, str, str, str]]:
@@ -137,7 +108,6 @@ def summary_table(results: list[TaskEval]) -> list[tuple[str, str, str, str]]:
     if len(results) > 1 and len(scores) == len(results):
         rows.append(("suite score", "", "", f"{sum(scores) / len(scores):.1f}"))
     return rows
-
 
 
 def export_policy(checkpoint: str, out: str):
@@ -151,11 +121,9 @@ def export_policy(checkpoint: str, out: str):
     from kickstart.checkpoint import save_checkpoint
 
     net, cfg, state = load_policy(checkpoint)   # checks that the weights fit their config
-    config, weights = state["config"], {k: v.clone() for k, v in net.state_dict().items()}
-    if cfg.mixmatch.enabled:   # Mix & Match: the target agent pi_K alone, as a plain network
-        from kickstart.mixmatch import export_target_policy
-
-        config, weights = export_target_policy(net, cfg)
-    policy = {"config": config, "learner": {"net": weights},
-              "counters": state.get("counters", {}), "spec": state.get("spec"), "exported_from": str(checkpoint)}
-    return save_checkpoint(Path(out), policy)
+    # a method may export another policy than the network it trains (Mix & Match: its target agent)
+    config, weights = methods.export(net, cfg) or (state["config"],
+                                                   {k: v.clone() for k, v in net.state_dict().items()})
+    exported = {"config": config, "learner": {"net": weights},
+                "counters": state.get("counters", {}), "spec": state.get("spec"), "exported_from": str(checkpoint)}
+    return save_checkpoint(Path(out), exported)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -42,25 +43,32 @@ class LossContext:
     frames: int                   # env frames consumed before this update
 
 
-class LossTerm(Protocol):
-    """An extra loss term added to the IMPALA loss (kickstarting, Mix & Match, ...)."""
+class LossTerm:
+    """An extra loss term added to the IMPALA loss (kickstarting, Mix & Match, ...).
 
-    name: str
-    hparams: dict[str, float]     # mutable hyperparameters it declares, with initial values
+    Subclass it and implement ``__call__``; every other hook is a no-op here, so the learner calls
+    each of them on every term without asking which it has.
+    """
 
-    def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]: ...
+    name: str = ""
+    hparams: Mapping[str, float] = MappingProxyType({})
+    """The mutable hyperparameters it declares, with their initial values (set your own dict)."""
+
+    def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(ctx) -> (loss, metrics)")
 
     def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
         """Values the actors need (published with the parameters), e.g. a teacher's current weight."""
+        return {}
 
-    # Optional:
-    # def prepare(self, net, hparams: dict[str, float], frames: int) -> None:
-    #     """Before each forward pass of the learner (and before parameters are first published):
-    #     set what the network reads from the hyperparameters (e.g. Mix & Match's alpha buffer)."""
-    # def balance(self, idle: float) -> None:
-    #     """Every few seconds: the fraction of the last window the learner spent waiting for
-    #     batches (0: the learner is the bottleneck; large: the actors are), to move work between
-    #     learner and actors (e.g. kickstarting's split teachers)."""
+    def prepare(self, net, hparams: dict[str, float], frames: int) -> None:
+        """Before each forward pass of the learner (and before parameters are first published):
+        set what the network reads from the hyperparameters (e.g. Mix & Match's alpha buffer)."""
+
+    def balance(self, idle: float) -> None:
+        """Every few seconds: the fraction of the last window the learner spent waiting for batches
+        (0: the learner is the bottleneck; large: the actors are), to move work between learner and
+        actors (e.g. kickstarting's split teachers)."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -154,16 +162,12 @@ class Learner:
     def prepare(self, frames: int) -> None:
         """Let the loss terms set what the network reads from the hyperparameters (see LossTerm)."""
         for term in self.terms:
-            prepare = getattr(term, "prepare", None)
-            if prepare is not None:
-                prepare(self.net, self.hparams, frames)
+            term.prepare(self.net, self.hparams, frames)
 
     def balance(self, idle: float) -> None:
         """Report the learner's recent idle fraction to the loss terms that balance work (see LossTerm)."""
         for term in self.terms:
-            balance = getattr(term, "balance", None)
-            if balance is not None:
-                balance(idle)
+            term.balance(idle)
 
     def learning_rate(self, frames: int) -> float:
         lr = self.hparams["learning_rate"]

@@ -1,35 +1,33 @@
-"""The methods a config asks for, as the loss terms, actor hooks and unroll fields they add.
+"""The registry: every built-in method, one line each, and what a run gets from them.
 
-The runtime and the learner stay method-agnostic: they receive a :class:`MethodSetup` and pass its
-pieces through. Kickstarting and Mix & Match add their pieces here.
+A method is a package that implements :class:`kickstart.method.Method` and registers it
+(:func:`kickstart.method.register`) when imported. Importing this module imports every built-in
+method, so the entry points (``train``, PBT, the CLI, ``evaluate``) import it and see them all; the
+core below them reads :func:`kickstart.method.registered` and never imports a method.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
+from kickstart import kickstarting, mixmatch, nets
 from kickstart.config import Config
+from kickstart.method import Method, MethodSetup, enabled_methods
 from kickstart.runtime.backend import HookFactory
-from kickstart.runtime.unroll import Field
 from kickstart.specs import EnvSpec
 
-
-@dataclass
-class MethodSetup:
-    terms: list = field(default_factory=list)
-    hook_factory: HookFactory | None = None
-    extra_fields: dict[str, Field] = field(default_factory=dict)
-    eval_policy: Callable | None = None
-    """Maps the trained network to the policy PBT's evaluator scores (e.g. Mix & Match's target
-    agent); None scores the network as it is."""
+METHODS: tuple[Method, ...] = (
+    kickstarting.METHOD,
+    mixmatch.METHOD,
+)
+"""The built-in methods, in the order their loss terms are added. A new method: its package, and a line here."""
 
 
 def _all_hooks(cfg, spec, factories: Sequence[HookFactory]):
     return [h for f in factories for h in f(cfg, spec)]
 
 
-def combine(setups: Sequence) -> MethodSetup:
+def combine(setups: Sequence[MethodSetup]) -> MethodSetup:
     """One setup from several: terms and fields concatenated, hook factories chained."""
     out = MethodSetup()
     factories = []
@@ -41,7 +39,7 @@ def combine(setups: Sequence) -> MethodSetup:
             out.extra_fields[k] = v
         if s.hook_factory is not None:
             factories.append(s.hook_factory)
-        if getattr(s, "eval_policy", None) is not None:
+        if s.eval_policy is not None:
             out.eval_policy = s.eval_policy
     if len(factories) == 1:
         out.hook_factory = factories[0]
@@ -53,13 +51,20 @@ def combine(setups: Sequence) -> MethodSetup:
 def build_methods(cfg: Config, spec: EnvSpec) -> MethodSetup:
     """Everything the methods in ``cfg`` add (nothing for plain IMPALA). Loads teachers, so a bad
     teacher is a one-line UserError here, before any run directory or actor exists."""
-    setups = []
-    if cfg.kickstart.enabled:
-        from kickstart import kickstarting
+    return combine([m.setup(cfg, spec) for m in enabled_methods(cfg, METHODS)])
 
-        setups.append(kickstarting.build(cfg, spec))
-    if cfg.mixmatch.enabled:
-        from kickstart import mixmatch
 
-        setups.append(mixmatch.build(cfg, spec))
-    return combine(setups)
+def build_agent(cfg: Config, spec: EnvSpec):
+    """The network run ``cfg`` trains (:func:`kickstart.nets.build_agent` over the built-in methods).
+    Handed to the runtime as the actors' network factory: pickled by reference, it imports this
+    module, and so registers every method, in each actor process."""
+    return nets.build_agent(cfg, spec, METHODS)
+
+
+def export(net, cfg: Config) -> tuple[dict, dict] | None:
+    """``(config, weights)`` of the policy a method exports from trained ``net``; None: ``net`` itself."""
+    for m in enabled_methods(cfg, METHODS):
+        out = m.export(net, cfg)
+        if out is not None:
+            return out
+    return None

@@ -25,9 +25,11 @@ import numpy as np
 import torch
 
 from kickstart.checkpoint import load_checkpoint, save_checkpoint
-from kickstart.config import Config, from_dict, save_config, to_dict
-from kickstart.errors import CheckpointError, UserError
+from kickstart.config import Config, from_dict, resolve_config, save_config, to_dict
+from kickstart.errors import CheckpointError, ConfigError, UserError
 from kickstart.learner import Learner, LossTerm
+from kickstart.method import MethodSetup, enabled_methods, registered
+from kickstart.methods import METHODS, build_agent, build_methods
 from kickstart.metrics import CSVLogger, EpisodeStats, Logger, MultiLogger, TensorBoardLogger
 from kickstart.preemption import Preemption, writing
 from kickstart.runtime.backend import HookFactory
@@ -60,8 +62,8 @@ def precision_plan(cfg: Config) -> dict:
     from kickstart.learner import pick_device
     from kickstart.precision import plan
 
-    teachers = {name: t.precision for name, t in cfg.kickstart.teachers.items()}
-    return plan(cfg.net.precision, pick_device(cfg.learner.device).type, teachers)
+    others = {name: p for m in enabled_methods(cfg, METHODS) for name, p in m.precisions(cfg).items()}
+    return plan(cfg.net.precision, pick_device(cfg.learner.device).type, others)
 
 
 def run_metadata(cfg: Config | None = None) -> dict:
@@ -165,8 +167,6 @@ class Trainer:
         """``terms``, ``hook_factory`` and ``extra_fields`` default to what the config's methods add
         (:func:`kickstart.methods.build_methods`); pass them to plug in a method by hand."""
         from kickstart.envs import env_spec
-        from kickstart.methods import build_methods
-        from kickstart.nets import build_agent
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -241,7 +241,7 @@ class Trainer:
         """Start the actors (idempotent; ``run_until`` calls it)."""
         if self.backend is None:
             self.backend = make_backend(self.cfg, self.spec, self.fields, self.hook_factory,
-                                        session=self.learner.steps)
+                                        session=self.learner.steps, agent_factory=build_agent)
             self.learner.prepare(self.frames)
             self.backend.start(self._cpu_params(), self.learner.published_hparams(self.frames))
 
@@ -284,10 +284,10 @@ class Trainer:
         m["perf/learner_steps"] = float(self.learner.steps)
         m["perf/learner_threads"] = float(torch.get_num_threads())
         m["perf/agent_steps"] = float(self.agent_steps)
-        for event in getattr(self.backend, "events", []):
-            self._say(f"[yellow]{event}[/yellow]")
-        if getattr(self.backend, "events", None):
-            m["perf/actor_restarts"] = float(getattr(self.backend, "total_restarts", 0))
+        if self.backend.events:
+            for event in self.backend.events:
+                self._say(f"[yellow]{event}[/yellow]")
+            m["perf/actor_restarts"] = float(self.backend.total_restarts)
             self.backend.events.clear()
         self.logger.write(self.frames, m)
         self.last_metrics = m
@@ -402,25 +402,29 @@ def _set_np_rng_state(s: dict) -> None:
 
 # -- the whole run -------------------------------------------------------------------------------
 
-def validate(cfg: Config):
-    """Everything that can be checked before a run starts: env, network, device, teachers.
-    Returns the config's :class:`~kickstart.methods.MethodSetup`."""
+def validate(cfg: Config) -> MethodSetup:
+    """Everything that can be checked before a run starts: the config against every method, env,
+    network, device, teachers. Returns the config's :class:`~kickstart.method.MethodSetup`."""
     from kickstart.envs import env_spec
     from kickstart.learner import pick_device
-    from kickstart.methods import build_methods
-    from kickstart.nets import build_agent
 
+    resolve_config(cfg)     # checks it again, now that every method is registered
     spec = env_spec(cfg.env)
     build_agent(cfg, spec)
     pick_device(cfg.learner.device)
-    return build_methods(cfg, spec)
+    setup = build_methods(cfg, spec)
+    if not cfg.learner.rl_loss and not setup.terms:
+        raise ConfigError(f"learner.rl_loss=false leaves no loss to train: configure a method that adds a loss term "
+                          f"(methods: {', '.join(m.name for m in registered())})")
+    return setup
 
 
 def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[LossTerm] | None = None,
           hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
           console=None, progress_bar: bool | None = None) -> TrainResult:
     """Train one agent as ``cfg`` says (resuming ``resume_dir`` if given); checkpoint on exit."""
-    setup = validate(cfg)  # a rejected config leaves no run directory behind
+    cfg = resolve_config(cfg)   # what config.yaml records: ``auto`` settings that depend on the methods
+    setup = validate(cfg)       # a rejected config leaves no run directory behind
     if terms is None and hook_factory is None and extra_fields is None:
         terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
     if resume_dir is not None:

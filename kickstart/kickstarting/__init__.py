@@ -40,7 +40,8 @@ Modules: :mod:`.teachers` (loading frozen teachers of any architecture and adapt
 actions), :mod:`.hooks` (the actor side), :mod:`.term` (the learner side), :mod:`.schedules`
 (lambda schedules); the math is in :mod:`kickstart.losses.kickstart`.
 
-Usage (what ``train`` does with a config that has ``kickstart.teachers``)::
+It plugs into a run through :class:`.method.Kickstarting` (a :class:`kickstart.method.Method`,
+registered below). By hand (what ``train`` does with a config that has ``kickstart.teachers``)::
 
     setup = kickstarting.build(cfg, spec)
     train(cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields)
@@ -48,54 +49,20 @@ Usage (what ``train`` does with a config that has ``kickstart.teachers``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import torch
-
-from kickstart.config import Config
-from kickstart.kickstarting.hooks import TeacherHook, coverage, field_name, make_hooks
+from kickstart.kickstarting.hooks import TeacherHook, make_hooks
+from kickstart.kickstarting.method import Kickstarting
 from kickstart.kickstarting.schedules import schedule_value
-from kickstart.kickstarting.teachers import check_name, load_bound_teacher, placement, register_teacher
+from kickstart.kickstarting.teachers import register_teacher
 from kickstart.kickstarting.term import KickstartTerm
-from kickstart.runtime.backend import HookFactory
-from kickstart.runtime.unroll import Field
-from kickstart.specs import EnvSpec
+from kickstart.method import register
 
-__all__ = ["KickstartSetup", "KickstartTerm", "TeacherHook", "build", "make_hooks", "register_teacher",
+__all__ = ["METHOD", "KickstartTerm", "Kickstarting", "TeacherHook", "build", "make_hooks", "register_teacher",
            "schedule_value"]
 
-
-@dataclass
-class KickstartSetup:
-    """What kickstarting plugs into a run: loss terms, actor hooks and the unroll fields they write."""
-
-    terms: list = field(default_factory=list)
-    hook_factory: HookFactory | None = None
-    extra_fields: dict[str, Field] = field(default_factory=dict)
+METHOD = register(Kickstarting())
 
 
-def build(cfg: Config, spec: EnvSpec) -> KickstartSetup:
-    """The kickstarting pieces of run ``cfg`` on env ``spec`` (empty when there are no teachers).
-
-    Every teacher is loaded once here, so that a missing file, an observation shape or actions that
-    do not fit, or an unknown task is a one-line :class:`~kickstart.errors.UserError` before any
-    actor starts. The actors load their own copies (``make_hooks``).
-    """
-    ks = cfg.kickstart
-    if not ks.enabled:
-        return KickstartSetup()
-    fields, in_learner, split = {}, {}, set()
-    for name in ks.teachers:
-        check_name(name)
-    covered = coverage(ks, spec)
-    for name, tc in ks.teachers.items():
-        teacher = load_bound_teacher(name, tc, spec)
-        where = placement(name, ks.placement, teacher)
-        if where in ("learner", "split"):
-            in_learner[name] = teacher
-        if where == "split":
-            split.add(name)
-        if where in ("actor", "split"):
-            fields[field_name(name)] = Field((teacher.num_logits,), torch.float32)
-    term = KickstartTerm(ks, covered, spec.num_tasks, in_learner, split)
-    return KickstartSetup([term], HookFactory(make_hooks) if fields else None, fields)
+def build(cfg, spec):
+    """The kickstarting pieces of run ``cfg`` on env ``spec`` (:meth:`Kickstarting.setup`; empty when
+    there are no teachers)."""
+    return METHOD.setup(cfg, spec)

@@ -9,6 +9,7 @@ PBT or at 1.
 from __future__ import annotations
 
 from kickstart.config import KickstartConfig
+from kickstart.schedules import piecewise_linear
 
 
 def schedule_value(cfg: KickstartConfig, frames: int) -> float:
@@ -28,12 +29,3 @@ def schedule_value(cfg: KickstartConfig, frames: int) -> float:
         return piecewise_linear([(float(f), float(v)) for f, v in cfg.piecewise], float(frames))
     raise ValueError(f"unknown kickstart.schedule {cfg.schedule!r}")  # KickstartConfig rejects it first
 
-
-def piecewise_linear(points: list[tuple[float, float]], x: float) -> float:
-    """Linear interpolation between ``(x, y)`` points with increasing x; constant outside them."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        if x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return points[-1][1]

@@ -279,7 +279,7 @@ def _named(name: str, e: UserError) -> UserError:
 
 
 def _load_checkpoint_teacher(name: str, path: str) -> Teacher:
-    from kickstart.evaluate import load_policy
+    from kickstart.policy import load_policy
 
     try:
         net, _, _ = load_policy(path)

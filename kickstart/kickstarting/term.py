@@ -26,7 +26,7 @@ from kickstart.config import KickstartConfig
 from kickstart.kickstarting.hooks import ACTOR_SHARE, TeacherHook, field_name, lambda_name, run_teacher
 from kickstart.kickstarting.schedules import schedule_value
 from kickstart.kickstarting.teachers import BoundTeacher
-from kickstart.learner import LossContext
+from kickstart.learner import LossContext, LossTerm
 from kickstart.losses.kickstart import distillation_loss, masked_means, per_step_stats
 from kickstart.runtime.unroll import net_inputs
 
@@ -37,7 +37,7 @@ def rho_name(teacher: str) -> str:
     return f"kickstart/rho/{teacher}"
 
 
-class KickstartTerm:
+class KickstartTerm(LossTerm):
     """``sum_i reduce(lambda_i * H(pi_Ti || pi_S))`` over the steps of the tasks teacher i covers."""
 
     name = "kickstart"

@@ -4,11 +4,11 @@ An agent made of K policies pi_1 (simple) .. pi_K (the target) acts with the exp
 ``pi_mm = sum_i w_i pi_i`` and is trained with the IMPALA loss on pi_mm plus
 ``lambda (1 - alpha) KL(pi_1 || pi_2)`` on its own (control-policy) trajectories. alpha moves from 0
 (pi_1 acts) to 1 (only pi_K acts) by a schedule or by PBT (``pbt.mutable.mixmatch/alpha``, explored
-by +-``pbt.alpha_step`` within [0, 1]), and the target is then exported alone.
+by +-``pbt.add_step`` within [0, 1]), and the target is then exported alone.
 
-It plugs into the one learner like kickstarting does: a network (:class:`.net.MixMatchNet`, built by
-:func:`kickstart.nets.build_agent` when ``mixmatch.components`` is set) and a loss term
-(:class:`.term.MixMatchTerm`). No actor hook: the network is the behaviour policy, and its alpha
+It plugs into the one learner through :class:`.method.MixMatch` (a :class:`kickstart.method.Method`,
+registered below): a network (:class:`.net.MixMatchNet`, the agent when ``mixmatch.components`` is
+set), a loss term (:class:`.term.MixMatchTerm`) and the target agent as the exported policy. No actor hook: the network is the behaviour policy, and its alpha
 travels with the parameters.
 
 Mixing (``mixmatch.mixing``): ``explicit`` (the paper's) acts with ``pi_mm``. ``sampled`` draws a
@@ -40,51 +40,15 @@ subset of the next one's, or the KL would be infinite.
 
 from __future__ import annotations
 
-from kickstart.config import Config
-from kickstart.mixmatch.term import MixMatchTerm, alpha_value
-from kickstart.specs import EnvSpec
+from kickstart.method import register
+from kickstart.mixmatch.method import MixMatch
+from kickstart.mixmatch.term import MixMatchTerm, alpha_value, default_lambda
 
-__all__ = ["MixMatchTerm", "alpha_value", "build", "default_lambda", "export_target_policy"]
+__all__ = ["METHOD", "MixMatch", "MixMatchTerm", "alpha_value", "build", "default_lambda"]
 
-
-def default_lambda(cfg: Config) -> float:
-    """The paper's lambda (App. C): 1.0 for action-space curricula, 100.0 for core and multitask ones."""
-    from kickstart.mixmatch.net import component_net_config
-
-    mm = cfg.mixmatch
-    if mm.lambda_mm is not None:
-        return float(mm.lambda_mm)
-    cores = {(c.core, c.lstm_size) for c in (component_net_config(cfg.net, comp) for comp in mm.components)}
-    if len(cores) > 1 or any(c.per_task for c in mm.components):
-        return 100.0
-    return 1.0
+METHOD = register(MixMatch())
 
 
-def build(cfg: Config, spec: EnvSpec):
-    """The M&M pieces of run ``cfg``: its loss term, the selector's unroll field (``mixing=sampled``),
-    and (multitask) PBT's evaluation policy. Builds the network once so that a bad component (an
-    action with no image in the env's action space, modules that cannot be shared) is a one-line
-    error before any run directory exists."""
-    import torch
-
-    from kickstart.methods import MethodSetup
-    from kickstart.mixmatch.net import SELECTOR, MixMatchNet, target_policy
-    from kickstart.runtime.unroll import Field
-
-    MixMatchNet(cfg, spec)
-    term = MixMatchTerm(cfg.mixmatch, default_lambda(cfg), spec.action_meanings)
-    multitask = any(c.per_task for c in cfg.mixmatch.components)
-    fields = {SELECTOR: Field((), torch.int64)} if cfg.mixmatch.mixing == "sampled" else {}
-    return MethodSetup(terms=[term], extra_fields=fields, eval_policy=target_policy if multitask else None)
-
-
-def export_target_policy(net, cfg: Config) -> tuple[dict, dict]:
-    """The target agent pi_K of a trained M&M network as a plain network: ``(config, weights)``,
-    the config being ``cfg`` with ``net`` set to the target's and Mix & Match off."""
-    from kickstart.config import MixMatchConfig, to_dict
-
-    target = net.export_target()
-    config = to_dict(cfg)
-    config["net"] = to_dict(net.target_config())
-    config["mixmatch"] = to_dict(MixMatchConfig())
-    return config, {k: v.detach().clone() for k, v in target.state_dict().items()}
+def build(cfg, spec):
+    """The M&M pieces of run ``cfg`` on env ``spec`` (:meth:`MixMatch.setup`)."""
+    return METHOD.setup(cfg, spec)

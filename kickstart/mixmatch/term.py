@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import torch
 
-from kickstart.config import MixMatchConfig
-from kickstart.kickstarting.schedules import piecewise_linear
-from kickstart.learner import LossContext
+from kickstart.config import Config, MixMatchConfig
+from kickstart.learner import LossContext, LossTerm
 from kickstart.losses import mixmatch as mmloss
 from kickstart.losses.impala import reduce
-from kickstart.mixmatch.net import SELECTOR
+from kickstart.mixmatch.net import SELECTOR, component_net_config
+from kickstart.schedules import piecewise_linear
 
 ALPHA = "mixmatch/alpha"
 LAMBDA = "mixmatch/lambda"
+
+
+def default_lambda(cfg: Config) -> float:
+    """The paper's lambda (App. C): 1.0 for action-space curricula, 100.0 for core and multitask ones."""
+    mm = cfg.mixmatch
+    if mm.lambda_mm is not None:
+        return float(mm.lambda_mm)
+    cores = {(c.core, c.lstm_size) for c in (component_net_config(cfg.net, comp) for comp in mm.components)}
+    if len(cores) > 1 or any(c.per_task for c in mm.components):
+        return 100.0
+    return 1.0
 
 
 def alpha_value(cfg: MixMatchConfig, base: float, frames: int) -> float:
@@ -27,7 +38,7 @@ def alpha_value(cfg: MixMatchConfig, base: float, frames: int) -> float:
     return min(1.0, max(0.0, base))
 
 
-class MixMatchTerm:
+class MixMatchTerm(LossTerm):
     """``lambda (1 - alpha) KL(pi_1 || pi_2)`` on the control policy's trajectories (K > 2:
     ``lambda sum_i c_i KL(pi_i || pi_{i+1})``, :func:`kickstart.losses.mixmatch.pair_weights`).
 

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from kickstart.config import NetConfig
+from kickstart.errors import ConfigError
+from kickstart.method import enabled_methods
 from kickstart.nets.cores import State, make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
 from kickstart.nets.torsos import make_torso, torso_input
@@ -109,11 +111,11 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     return AgentNet(spec, torso, core, policy_head, BaselineHead(core.out_size), cfg.precision)
 
 
-def build_agent(cfg, spec: EnvSpec) -> nn.Module:
-    """The network a run trains, from its whole :class:`~kickstart.config.Config`: a plain
-    :class:`AgentNet` from ``cfg.net``, or the agent a method assembles (Mix & Match)."""
-    if cfg.mixmatch.enabled:
-        from kickstart.mixmatch.net import MixMatchNet
-
-        return MixMatchNet(cfg, spec)
-    return build_net(cfg.net, spec)
+def build_agent(cfg, spec: EnvSpec, methods=None) -> nn.Module:
+    """The network a run trains, from its whole :class:`~kickstart.config.Config`: the network of
+    the method that has one (Mix & Match), else a plain :class:`AgentNet` from ``cfg.net``.
+    ``methods``: those to ask (default: the registered ones, :mod:`kickstart.method`)."""
+    nets = [(m.name, net) for m in enabled_methods(cfg, methods) if (net := m.network(cfg, spec)) is not None]
+    if len(nets) > 1:
+        raise ConfigError(f"{' and '.join(n for n, _ in nets)} each build the agent network; use one of them")
+    return nets[0][1] if nets else build_net(cfg.net, spec)

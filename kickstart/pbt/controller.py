@@ -36,11 +36,12 @@ from typing import Callable
 
 import numpy as np
 
-from kickstart.config import Config, PBTConfig, save_config
+from kickstart.config import Config, PBTConfig, resolve_config, save_config
 from kickstart.errors import ConfigError, UserError
 from kickstart.pbt import decisions
-from kickstart.pbt.member import (MemberDied, MemberError, MemberHandle, MemberHost, MemberReport, MemberSpec,
-                                  default_method, make_host)
+from kickstart.pbt.hosts import make_host
+from kickstart.pbt.member import MemberHandle, MemberHost, MemberReport, MemberSpec, default_method
+from kickstart.pbt.protocol import MemberDied, MemberError
 from kickstart.preemption import Preemption
 from kickstart.runtime.resources import resolve_runtime
 
@@ -56,7 +57,7 @@ def learner_hparams(cfg: Config, method: Callable = default_method) -> dict[str,
 
     from kickstart.envs import env_spec
     from kickstart.learner import Learner
-    from kickstart.nets import build_agent
+    from kickstart.methods import build_agent
 
     spec = env_spec(cfg.env)
     setup = method(cfg, spec)
@@ -194,7 +195,7 @@ class Controller:
     Args:
       cfg: the population's config (``cfg.pbt`` enabled).
       run_dir: the population's directory.
-      host: where members live (:func:`~kickstart.pbt.member.make_host`).
+      host: where members live (:func:`~kickstart.pbt.hosts.make_host`).
       defaults: the learner's configured hyperparameters (:func:`learner_hparams`).
       method: builds a member's loss terms and actor hooks (picklable).
       rng: the generator of every decision; default seeded from ``runtime.seed``.
@@ -417,6 +418,7 @@ def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Ca
 
     if not cfg.pbt.enabled:
         raise ConfigError("run_population needs pbt.population_size >= 2")
+    cfg = resolve_config(cfg)                         # what config.yaml records (pbt.eval, perturb rules)
     validate(cfg)
     defaults = learner_hparams(cfg, method)
     check_mutable(cfg.pbt, defaults)                  # all before a run directory exists

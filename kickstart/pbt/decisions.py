@@ -4,8 +4,8 @@ Jaderberg et al. (2017) as the kickstarting paper (Sec. 2.3, 4.2) and Mix & Matc
 App. B) use it: a member is *ready* every 300 episodes; it then picks another member at random and,
 if that member's last 30 evaluations are significantly better (Welch's t-test, p < 0.05), copies its
 weights, optimiser state and hyperparameters (*exploit*); independently, with probability 0.25, it
-multiplies each of the learning rate and entropy cost by 0.8 or 1.2, and adds +-0.05 to M&M's alpha,
-clipped to [0, 1] (*explore*).
+multiplies each of the learning rate and entropy cost by 0.8 or 1.2, and adds +-0.05 to the weights
+a method declares with a range (M&M's alpha), clipped to it (*explore*).
 
 Nothing here does I/O or touches torch: every function takes plain values, the ``PBTConfig``
 options and a :class:`numpy.random.Generator`, so each decision is reproducible from its inputs and
@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from kickstart.config import UNIT_HPARAMS, PBTConfig, PriorConfig
+from kickstart.config import PBTConfig, PriorConfig, perturb_rule
+from kickstart.method import Range, hparam_range
 
 # Population metrics: member index -> its evaluation samples (most recent last). A member with no
 # finished evaluation yet may be missing or have an empty sequence.
@@ -139,15 +140,14 @@ def sample_initial(priors: Mapping[str, PriorConfig], rng: np.random.Generator,
 
 def perturb(value: float, prior: PriorConfig, rng: np.random.Generator, *, factors: Sequence[float],
             step: float, name: str = "") -> float:
-    """One explore step: ``multiply`` by a random factor, or ``add`` +-``step`` clipped to [0, 1]
-    (``auto``: ``add`` for the [0, 1] weights of ``UNIT_HPARAMS``, by ``name``)."""
-    kind = prior.perturb
-    if kind == "auto":
-        kind = "add" if name in UNIT_HPARAMS else "multiply"
-    if kind == "multiply":
+    """One explore step: ``multiply`` by a random factor, or ``add`` +-``step`` clipped to the range
+    a method declares for ``name`` ([0, 1] where none does); ``auto``: ``add`` for such a weight, by
+    ``name`` (:func:`kickstart.config.perturb_rule`)."""
+    if perturb_rule(name, prior) == "multiply":
         return float(value * factors[int(rng.integers(len(factors)))])
     sign = 1.0 if int(rng.integers(2)) else -1.0
-    return float(min(1.0, max(0.0, value + sign * step)))
+    r = hparam_range(name) or Range(0.0, 1.0)
+    return float(min(r.high, max(r.low, value + sign * step)))
 
 
 def explore(hparams: Mapping[str, float], priors: Mapping[str, PriorConfig], rng: np.random.Generator,
@@ -166,8 +166,7 @@ def explore(hparams: Mapping[str, float], priors: Mapping[str, PriorConfig], rng
         if cfg.resample_probability > 0 and rng.random() < cfg.resample_probability:
             out[name] = sample_prior(prior, rng, out.get(name))
         else:
-            out[name] = perturb(out[name], prior, rng, factors=cfg.perturb_factors, step=cfg.alpha_step,
-                                name=name)
+            out[name] = perturb(out[name], prior, rng, factors=cfg.perturb_factors, step=cfg.step, name=name)
     return out
 
 

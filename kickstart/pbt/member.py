@@ -45,17 +45,17 @@ import dataclasses
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
-import pickle
 import shutil
 import signal
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from kickstart.config import Config, save_config
-from kickstart.errors import UserError
+from kickstart.config import Config, pbt_eval, save_config
+from kickstart.method import MethodSetup
+from kickstart.methods import build_methods
 from kickstart.pbt.decisions import is_ready
+from kickstart.pbt.protocol import COMMANDS, MemberDied, claim, error_payload, raise_reply
 from kickstart.runtime.proc import start_shielded
 
 SNAPSHOT = "pbt_snapshot.pt"
@@ -63,24 +63,11 @@ SNAPSHOT = "pbt_snapshot.pt"
 (``checkpoint.pt``) keep moving while the member trains; the snapshot matches the evaluations the
 controller decided on."""
 
-COMMANDS = ("hparams", "run_until", "save", "restore", "set_hparams", "samples", "close")
-
-
-def _claim(index: int, pending: str | None, command: str) -> str:
-    """Check that member ``index`` is idle and ``command`` exists; the command now pending."""
-    assert pending is None, f"member {index} is busy with {pending}"
-    if command not in COMMANDS:
-        raise ValueError(f"unknown member command {command!r}")
-    return command
-
-
 # -- what a member is built from and what it reports -------------------------------------------
 
-def default_method(cfg: Config, spec) -> Any:
+def default_method(cfg: Config, spec) -> MethodSetup:
     """What the config's methods plug into a member's trainer (:func:`kickstart.methods.build_methods`).
-    Any picklable ``fn(cfg, spec)`` returning a :class:`~kickstart.methods.MethodSetup` may replace it."""
-    from kickstart.methods import build_methods
-
+    Any picklable ``fn(cfg, spec)`` returning a :class:`~kickstart.method.MethodSetup` may replace it."""
     return build_methods(cfg, spec)
 
 
@@ -177,7 +164,8 @@ class Member:
             raise
         save_config(self.cfg, self.run_dir / "config.yaml")
         # evaluator: every episode of the last evaluation, eval_episodes per task
-        window = (self.pbt.eval_episodes * self.trainer.spec.num_tasks if self.pbt.eval == "evaluator"
+        self.eval_mode = pbt_eval(self.cfg)                # pbt.eval, auto resolved for the run's methods
+        window = (self.pbt.eval_episodes * self.trainer.spec.num_tasks if self.eval_mode == "evaluator"
                   else self.pbt.ttest_window)
         self._window: collections.deque[float] = collections.deque(maxlen=window)
         self._seen = dict(self.trainer.stats.count)   # episodes already turned into samples
@@ -206,7 +194,7 @@ class Member:
         ready = not done and self._stop_reason == "ready"
         checkpoint = None
         if ready or done:
-            if self.pbt.eval == "evaluator":
+            if self.eval_mode == "evaluator":
                 self._evaluate()
             self._mark_episodes, self._mark_frames = self._episodes(), t.frames
             checkpoint = str(self._snapshot())
@@ -270,7 +258,7 @@ class Member:
 
     def _progress(self, trainer) -> None:
         """Called by the trainer after every update: gather samples, stop when ready or asked to."""
-        if self.pbt.eval != "evaluator":
+        if self.eval_mode != "evaluator":
             self._collect_training_returns()
         if self._should_stop():
             self._stop_reason = "stop"
@@ -288,9 +276,8 @@ class Member:
         from kickstart.evaluate import evaluate
 
         net = copy.deepcopy(self.trainer.learner.net).cpu()
-        policy = getattr(self.setup, "eval_policy", None)
-        if policy is not None:
-            net = policy(net)
+        if self.setup.eval_policy is not None:
+            net = self.setup.eval_policy(net)
         self._evals += 1
         seed = (self.cfg.runtime.seed * 1_000_003 + self._evals * 7_919 + 17) % 2**31
         results = evaluate(net, self.cfg.env, self.pbt.eval_episodes, seed=seed, greedy=self.pbt.eval_greedy)
@@ -307,14 +294,6 @@ class Member:
 
 # -- hosting -------------------------------------------------------------------------------------
 
-class MemberDied(RuntimeError):
-    """The member's process ended while a command was in flight (or before it could take one)."""
-
-
-class MemberError(RuntimeError):
-    """A command failed inside a member (a bug); the message holds the member's traceback."""
-
-
 class MemberHandle(Protocol):
     """The controller's view of one member, wherever it runs. One command in flight at a time."""
 
@@ -326,7 +305,7 @@ class MemberHandle(Protocol):
 
     def result(self) -> Any:
         """The reply to the command in flight (blocks); raises :class:`MemberDied`, a member's
-        :class:`~kickstart.errors.UserError` as is, or :class:`MemberError`."""
+        :class:`~kickstart.errors.UserError` as is, or :class:`~kickstart.pbt.protocol.MemberError`."""
 
     def call(self, command: str, *args) -> Any: ...
 
@@ -347,24 +326,6 @@ class MemberHost(Protocol):
         """The handles among ``handles`` whose pending reply can be read without blocking."""
 
 
-def _raise_reply(index: int, command: str, status: str, payload: Any) -> Any:
-    if status == "ok":
-        return payload
-    exc, text = payload
-    if isinstance(exc, UserError):
-        raise exc
-    raise MemberError(f"member {index} failed in {command}: {text}")
-
-
-def _error_payload(e: BaseException) -> tuple[BaseException | None, str]:
-    text = "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
-    try:
-        pickle.dumps(e)
-        return e, text
-    except Exception:  # noqa: BLE001 - an unpicklable exception travels as text only
-        return None, text
-
-
 # serial: members live in this process and run one command at a time, when it is submitted.
 
 class SerialMember:
@@ -383,20 +344,20 @@ class SerialMember:
             self.member = Member(self.spec, should_stop=lambda: self._stop)
             self._reply = ("ok", self.member.hparams())
         except Exception as e:  # noqa: BLE001 - delivered by result(), as from a process
-            self._reply = ("error", _error_payload(e))
+            self._reply = ("error", error_payload(e))
 
     def submit(self, command: str, *args) -> None:
-        self.pending = _claim(self.index, self.pending, command)
+        self.pending = claim(self.index, self.pending, command)
         try:
             self._reply = ("ok", getattr(self.member, command)(*args))
         except Exception as e:  # noqa: BLE001
-            self._reply = ("error", _error_payload(e))
+            self._reply = ("error", error_payload(e))
 
     def result(self) -> Any:
         command, self.pending = self.pending, None
         status, payload = self._reply
         self._reply = ("ok", None)
-        return _raise_reply(self.index, command, status, payload)
+        return raise_reply(self.index, command, status, payload)
 
     def call(self, command: str, *args) -> Any:
         self.submit(command, *args)
@@ -447,7 +408,7 @@ def member_main(conn, spec: MemberSpec, stop_event, parent_pid: int) -> None:
         member = Member(spec, should_stop, should_exit=orphaned)
         conn.send(("ok", member.hparams()))
     except Exception as e:  # noqa: BLE001 - reported to the controller
-        conn.send(("error", _error_payload(e)))
+        conn.send(("error", error_payload(e)))
         return
     try:
         while True:
@@ -464,7 +425,7 @@ def member_main(conn, spec: MemberSpec, stop_event, parent_pid: int) -> None:
                     member = None
                 conn.send(("ok", result))
             except Exception as e:  # noqa: BLE001
-                conn.send(("error", _error_payload(e)))
+                conn.send(("error", error_payload(e)))
             if command == "close":
                 break
     finally:
@@ -501,7 +462,7 @@ class ProcessMember:
         return [self.conn, self.proc.sentinel]
 
     def submit(self, command: str, *args) -> None:
-        self.pending = _claim(self.index, self.pending, command)
+        self.pending = claim(self.index, self.pending, command)
         try:
             self.conn.send((command, args))
         except (BrokenPipeError, OSError):
@@ -520,7 +481,7 @@ class ProcessMember:
             raise MemberDied(f"member {self.index} died (exit code {code}) during {command}") from None
         finally:
             self.pending = None
-        return _raise_reply(self.index, command, status, payload)
+        return raise_reply(self.index, command, status, payload)
 
     def call(self, command: str, *args) -> Any:
         self.submit(command, *args)
@@ -589,13 +550,3 @@ class LocalHost:
             if by_obj[w] not in out:
                 out.append(by_obj[w])
         return sorted(out, key=lambda h: h.index)
-
-
-def make_host(backend: str, cfg: Config | None = None) -> MemberHost:
-    """``pbt.backend``: ``local`` (a process per member), ``serial`` (this process) or ``ray`` (a Ray
-    actor per member on the cluster ``cfg.ray`` names; :mod:`kickstart.pbt.ray_host`)."""
-    if backend == "ray":
-        from kickstart.pbt.ray_host import RayHost   # ray is an optional extra
-
-        return RayHost(cfg if cfg is not None else Config())
-    return SerialHost() if backend == "serial" else LocalHost()

@@ -30,14 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from kickstart.config import Config
-from kickstart.pbt.member import (
-    MemberDied,
-    MemberError,
-    MemberSpec,
-    _claim,
-    _error_payload,
-    _raise_reply,
-)
+from kickstart.pbt.member import MemberSpec
+from kickstart.pbt.protocol import MemberDied, MemberError, claim, error_payload, raise_reply
 from kickstart.runtime.ray_backend import check_cpus, connect, import_ray
 from kickstart.runtime.resources import resolve_runtime
 
@@ -92,7 +86,7 @@ class MemberActor:
             self.member = Member(self.spec, should_stop=self._stop.is_set)
             return "ok", self.member.hparams(), None
         except Exception as e:  # noqa: BLE001 - reported to the controller
-            return "error", _error_payload(e), None
+            return "error", error_payload(e), None
 
     def command(self, name: str, args: tuple, donor: bytes | None = None) -> tuple[str, Any, bytes | None]:
         try:
@@ -110,7 +104,7 @@ class MemberActor:
                 self.member = None
             return "ok", result, data
         except Exception as e:  # noqa: BLE001
-            return "error", _error_payload(e), None
+            return "error", error_payload(e), None
 
     def stop(self) -> None:
         self._stop.set()
@@ -145,7 +139,7 @@ class RayMember:
         return self.ray.get(self.actor.where.remote())
 
     def submit(self, command: str, *args) -> None:
-        self.pending = _claim(self.index, self.pending, command)
+        self.pending = claim(self.index, self.pending, command)
         donor = self.host.snapshots.get(args[0]) if command == "restore" else None
         self.ref = self.actor.command.remote(command, args, donor)
 
@@ -165,7 +159,7 @@ class RayMember:
             self.checkpoint = self.ray.put(data)
             if command == "run_until":
                 self.host.snapshots[payload.checkpoint] = self.checkpoint
-        return _raise_reply(self.index, command, status, payload)
+        return raise_reply(self.index, command, status, payload)
 
     def call(self, command: str, *args) -> Any:
         self.submit(command, *args)

@@ -2,18 +2,23 @@
 
 A backend runs :class:`~kickstart.runtime.unroll.Actor` objects somewhere (in this process, in
 local processes, on Ray) and hands the learner batches of unrolls. It knows nothing of the method
-being trained: extra unroll fields come from actor hooks built by a picklable factory.
+being trained: the actors' network and extra unroll fields come from picklable factories.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
 from kickstart.config import Config
 from kickstart.runtime.unroll import ActorHook, Field
+
+
+AgentFactory = Callable[[Config, Any], torch.nn.Module]
+"""A picklable ``fn(cfg, spec)`` -> the network an actor acts with (the trainer passes the registry's
+:func:`kickstart.methods.build_agent`, so an actor process knows every method's network)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +35,8 @@ class HookFactory:
 class Backend(Protocol):
     events: list[str]
     """Human-readable notices (actor restarts, ...) the training loop logs and clears."""
+    total_restarts: int
+    """Actors restarted so far (logged as ``perf/actor_restarts`` with the events)."""
 
     def start(self, params: dict[str, torch.Tensor], hparams: dict[str, float]) -> None: ...
 

@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 
 from kickstart.config import Config
 from kickstart.errors import UserError
-from kickstart.runtime.backend import HookFactory, actor_seed, assign_tasks, gather
+from kickstart.runtime.backend import AgentFactory, HookFactory, actor_seed, assign_tasks, gather
 from kickstart.runtime.proc import start_shielded
 from kickstart.runtime.resources import resolve_runtime
 from kickstart.runtime.unroll import Field, allocate
@@ -66,7 +66,8 @@ class ParamStore:
 
 
 def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int, slots: dict,
-                conn, store: ParamStore, hook_factory: HookFactory | None) -> None:
+                conn, store: ParamStore, hook_factory: HookFactory | None,
+                agent_factory: AgentFactory | None = None) -> None:
     """Entry point of an actor process."""
     # The learner process decides when to stop (and tells us through the pipe).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -82,7 +83,7 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
 
     try:
         env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
-        net = build_agent(cfg, env.spec)
+        net = (agent_factory or build_agent)(cfg, env.spec)
         hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
     except UserError as e:  # a user mistake: report it once instead of dying and being restarted
         conn.send(("error", str(e)))
@@ -112,12 +113,13 @@ class LocalBackend:
     """Actor processes + shared-memory slots; ``get_batch`` runs in the learner's process."""
 
     def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 session: int = 0):
+                 session: int = 0, agent_factory: AgentFactory | None = None):
         self.cfg = cfg
         self.session = session
         self.spec = spec
         self.fields = fields
         self.hook_factory = hook_factory
+        self.agent_factory = agent_factory
         self.num_tasks = spec.num_tasks
         rt, lc = cfg.runtime, cfg.learner
         self.unrolls_per_batch = lc.batch_size // rt.envs_per_actor
@@ -142,7 +144,8 @@ class LocalBackend:
         seed = actor_seed(self.cfg.runtime.seed, i, self.restarts[i], self.session)
         tasks = assign_tasks(i, self.cfg.runtime.envs_per_actor, self.num_tasks)
         p = self.ctx.Process(target=_actor_main, name=f"kickstart-actor-{i}", daemon=True,
-                             args=(i, self.cfg, self.spec, tasks, seed, self.slots, child, self.store, self.hook_factory))
+                             args=(i, self.cfg, self.spec, tasks, seed, self.slots, child, self.store,
+                                   self.hook_factory, self.agent_factory))
         start_shielded(p)
         child.close()
         self.procs[i], self.conns[i] = p, parent
@@ -255,7 +258,7 @@ class SerialBackend:
     """Everything in one process: the actors step in turn inside ``get_batch`` (tests, debugging)."""
 
     def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 session: int = 0):
+                 session: int = 0, agent_factory: AgentFactory | None = None):
         from kickstart.envs import make_batched_env
         from kickstart.nets import build_agent
         from kickstart.runtime.unroll import Actor
@@ -264,12 +267,13 @@ class SerialBackend:
         rt, lc = cfg.runtime, cfg.learner
         self.unrolls_per_batch = lc.batch_size // rt.envs_per_actor
         self.events: list[str] = []
+        self.total_restarts = 0                  # actors in this process are never restarted
         self.actors = []
         self.nets = []
         for i in range(rt.num_actors):
             seed = actor_seed(rt.seed, i, 0, session)
             env = make_batched_env(cfg.env, assign_tasks(i, rt.envs_per_actor, spec.num_tasks), seed, spec=spec)
-            net = build_agent(cfg, env.spec)
+            net = (agent_factory or build_agent)(cfg, env.spec)
             hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
             self.actors.append(Actor(env, net, lc.unroll_length, seed, hooks))
             self.nets.append(net)
@@ -297,14 +301,15 @@ class SerialBackend:
 
 
 def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 session: int = 0):
+                 session: int = 0, agent_factory: AgentFactory | None = None):
     """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams).
-    ``runtime.num_actors=0`` is resolved here for this machine (:mod:`kickstart.runtime.resources`)."""
+    ``runtime.num_actors=0`` is resolved here for this machine (:mod:`kickstart.runtime.resources`).
+    ``agent_factory`` builds each actor's network (default :func:`kickstart.nets.build_agent`)."""
     cfg = resolve_runtime(cfg)
     if cfg.runtime.backend == "serial":
-        return SerialBackend(cfg, spec, fields, hook_factory, session)
+        return SerialBackend(cfg, spec, fields, hook_factory, session, agent_factory)
     if cfg.runtime.backend == "ray":
         from kickstart.runtime.ray_backend import RayBackend   # ray is an optional extra
 
-        return RayBackend(cfg, spec, fields, hook_factory, session)
-    return LocalBackend(cfg, spec, fields, hook_factory, session)
+        return RayBackend(cfg, spec, fields, hook_factory, session, agent_factory)
+    return LocalBackend(cfg, spec, fields, hook_factory, session, agent_factory)

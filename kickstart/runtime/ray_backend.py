@@ -40,7 +40,7 @@ import torch
 
 from kickstart.config import Config, RayConfig
 from kickstart.errors import ConfigError, UserError
-from kickstart.runtime.backend import HookFactory, actor_seed, assign_tasks
+from kickstart.runtime.backend import AgentFactory, HookFactory, actor_seed, assign_tasks
 from kickstart.runtime.unroll import Field, allocate
 
 REQUESTS_PER_ACTOR = 2
@@ -172,12 +172,12 @@ class UnrollWorker:
     """One :class:`~kickstart.runtime.unroll.Actor` inside a Ray actor process (``ray.remote(UnrollWorker)``)."""
 
     def __init__(self, actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int,
-                 fields: dict[str, Field], hook_factory: HookFactory | None):
+                 fields: dict[str, Field], hook_factory: HookFactory | None, agent_factory: AgentFactory | None = None):
         from kickstart.runtime.proc import setup_process
 
         setup_process(cfg.runtime.torch_threads)
         self.actor_id, self.cfg, self.spec, self.task_ids, self.seed = actor_id, cfg, spec, task_ids, seed
-        self.fields, self.hook_factory = fields, hook_factory
+        self.fields, self.hook_factory, self.agent_factory = fields, hook_factory, agent_factory
         self.actor = None
         self.net = None
         self.version = -1
@@ -190,7 +190,7 @@ class UnrollWorker:
         from kickstart.runtime.unroll import Actor
 
         env = make_batched_env(self.cfg.env, self.task_ids, self.seed, spec=self.spec)
-        self.net = build_agent(self.cfg, env.spec)
+        self.net = (self.agent_factory or build_agent)(self.cfg, env.spec)
         hooks = self.hook_factory(self.cfg, env.spec) if self.hook_factory is not None else []
         self.actor = Actor(env, self.net, self.cfg.learner.unroll_length, self.seed, hooks)
 
@@ -237,9 +237,10 @@ class RayBackend:
     """Ray actors fill unrolls; ``get_batch`` runs in the learner's (driver) process."""
 
     def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 session: int = 0):
+                 session: int = 0, agent_factory: AgentFactory | None = None):
         self.ray = import_ray("runtime.backend")
         self.cfg, self.spec, self.fields, self.hook_factory, self.session = cfg, spec, fields, hook_factory, session
+        self.agent_factory = agent_factory
         rt = cfg.runtime
         self.unrolls_per_batch = cfg.learner.batch_size // rt.envs_per_actor
         self.events: list[str] = []
@@ -268,7 +269,7 @@ class RayBackend:
         self.seeds[i] = actor_seed(rt.seed, i, self.restarts[i], self.session)
         tasks = assign_tasks(i, rt.envs_per_actor, self.spec.num_tasks)
         self.workers[i] = self._worker_cls.remote(i, self.cfg, self.spec, tasks, self.seeds[i], self.fields,
-                                                  self.hook_factory)
+                                                  self.hook_factory, self.agent_factory)
         for _ in range(REQUESTS_PER_ACTOR):
             self._request(i)
 

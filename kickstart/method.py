@@ -1,0 +1,130 @@
+"""The one seam between the core and a training method (kickstarting, Mix & Match, what comes next).
+
+A method is a :class:`Method`: every hook has a no-op default, so a method overrides only what it
+contributes, and the core calls every hook on every method without probing for it. What a method may
+contribute, and where the core uses it:
+
+=======================  ===========================================================================
+``setup(cfg, spec)``     loss terms, actor hooks and the unroll fields they write, PBT's evaluation
+                         policy (:class:`MethodSetup`; the trainer and the learner pass them through)
+``network(cfg, spec)``   the agent network the run trains, when the method has its own (Mix & Match);
+                         None: the core's ``build_net(cfg.net)``
+``export(net, cfg)``     the policy ``kickstart export`` writes, as ``(config, weights)``; None: the
+                         network as it is
+``hparam_ranges``        mutable hyperparameters that are weights in a range: PBT explores them by
+                         adding ``+-pbt.add_step`` clipped to the range (every other one by factors)
+``pbt_eval(cfg)``        what ``pbt.eval: auto`` resolves to for this method, or None (no preference)
+``check(cfg)``           checks across config sections (one-line ``ConfigError``); never mutates
+``precisions(cfg)``      other networks the method runs, name -> precision setting (start-up report)
+=======================  ===========================================================================
+
+Methods register themselves when their package is imported (:func:`register`, at the end of its
+``__init__``); :mod:`kickstart.methods` imports every built-in one, so whatever imports it sees them
+all. The core reads the registered methods (:func:`registered`) and never imports a method. Why
+registration rather than imports: a method builds on the core (config, networks, learner), while
+the core needs its answers (which network, which hyperparameters are weights, what ``pbt.eval:
+auto`` means); the core importing the methods would close a circle. This module imports nothing of
+kickstart, so that any module may import it. Processes the runtime starts get what they need
+pickled (the registry's :func:`kickstart.methods.build_agent`, the hook factories), whose
+unpickling imports, and so registers, the methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+
+@dataclass
+class MethodSetup:
+    """What a method plugs into one run's trainer."""
+
+    terms: list = field(default_factory=list)
+    """Loss terms (:class:`kickstart.learner.LossTerm`) added to the IMPALA loss."""
+    hook_factory: Any = None
+    """A picklable :class:`kickstart.runtime.backend.HookFactory` of actor hooks, or None."""
+    extra_fields: dict = field(default_factory=dict)
+    """Unroll fields (name -> :class:`kickstart.runtime.unroll.Field`) the hooks or the network write."""
+    eval_policy: Callable | None = None
+    """Maps the trained network to the policy PBT's evaluator scores (e.g. Mix & Match's target
+    agent); None scores the network as it is."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A mutable hyperparameter that is a weight in ``[low, high]``."""
+
+    low: float = 0.0
+    high: float = 1.0
+
+
+class Method:
+    """A training method: override the hooks it contributes (see the module docstring)."""
+
+    name: str = ""
+    """The config section it owns (``kickstart``, ``mixmatch``); also its name in the registry."""
+    hparam_ranges: Mapping[str, Range] = MappingProxyType({})
+    """Mutable hyperparameters (learner names) that are weights in a range, e.g. ``mixmatch/alpha``."""
+
+    def enabled(self, cfg) -> bool:
+        """Whether run ``cfg`` uses this method (its other hooks are only called when it does)."""
+        return False
+
+    def check(self, cfg) -> None:
+        """Raise a one-line ``ConfigError`` on settings that do not fit together across sections."""
+
+    def setup(self, cfg, spec) -> MethodSetup:
+        """Loss terms, actor hooks, unroll fields and evaluation policy for run ``cfg`` on env ``spec``.
+        A bad setting (a teacher that does not fit, say) is a one-line ``UserError`` here."""
+        return MethodSetup()
+
+    def network(self, cfg, spec):
+        """The agent network run ``cfg`` trains, or None for the core's plain network."""
+        return None
+
+    def export(self, net, cfg) -> tuple[dict, dict] | None:
+        """``(config dict, weights)`` of the policy to export from trained ``net``; None: ``net`` itself."""
+        return None
+
+    def pbt_eval(self, cfg) -> str | None:
+        """What ``pbt.eval: auto`` means for this method (``evaluator``, ...); None: no preference."""
+        return None
+
+    def precisions(self, cfg) -> dict[str, str]:
+        """Other networks the method runs beside the agent, name -> precision setting."""
+        return {}
+
+
+_REGISTERED: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Make ``method`` known to the core (call it once, at the end of the method package's
+    ``__init__``). A second registration of the same class under its name replaces the first (a
+    reloaded module); another class under a taken name is an error."""
+    if not method.name:
+        raise ValueError(f"{type(method).__name__} has no name; set Method.name to its config section")
+    old = _REGISTERED.get(method.name)
+    if old is not None and type(old).__qualname__ != type(method).__qualname__:
+        raise ValueError(f"two methods are named {method.name!r}: {type(old).__name__} and {type(method).__name__}")
+    _REGISTERED[method.name] = method
+    return method
+
+
+def registered() -> tuple[Method, ...]:
+    """The methods registered so far, in registration order."""
+    return tuple(_REGISTERED.values())
+
+
+def enabled_methods(cfg, methods: tuple[Method, ...] | None = None) -> list[Method]:
+    """The methods (``methods``, or the registered ones) that run ``cfg`` uses."""
+    return [m for m in (registered() if methods is None else methods) if m.enabled(cfg)]
+
+
+def hparam_range(name: str) -> Range | None:
+    """The range of mutable hyperparameter ``name`` if a registered method declares one."""
+    for m in registered():
+        if name in m.hparam_ranges:
+            return m.hparam_ranges[name]
+    return None
