@@ -18,3 +18,10 @@ def out_dir(tmp_path):
     d = tmp_path / "runs"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def learning_seed():
+    """``runtime.seed`` of the default tier's learning smoke runs: 0, or ``$KICKSTART_TEST_SEED``, to
+    recheck their thresholds on other seeds (each records what it measured: ``--junitxml``)."""
+    return int(os.environ.get("KICKSTART_TEST_SEED", "0"))

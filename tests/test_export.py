@@ -38,7 +38,7 @@ def test_episode_quotas_are_fixed_in_advance_and_sum_to_the_request():
     assert episode_quotas(3, 1) == [3]
 
 
-def test_evaluate_plays_exactly_the_requested_episodes_per_task(out_dir):
+def test_evaluate_plays_exactly_the_requested_episodes_per_task():
     from kickstart.evaluate import evaluate
     from kickstart.envs import env_spec
     from kickstart.nets import build_net

@@ -470,7 +470,14 @@ class ListLogger:
         pass
 
 
-def test_pure_distillation_lowers_the_kl(tiny_teacher, tmp_path, out_dir):
+def test_pure_distillation_lowers_the_kl(tiny_teacher, tmp_path, out_dir, learning_seed, record_property):
+    """The default tier's kickstarting smoke run: the distillation term alone (learner.rl_loss=false,
+    24k frames, serial) pulls the student to a sharp teacher.
+
+    Checked on 5 seeds (runtime.seed 0-4, fp32, native and emulated AVX2 alike): KL over the first
+    10 steps 1.38, 1.36, 1.52, 1.52, 1.43 (threshold > 0.3), over the last 50 steps 0.0005-0.0008
+    (threshold < 0.3 x start, about 0.4); agreement over the last 50 steps 1.0 on every seed
+    (threshold > 0.9)."""
     # A freshly trained tiny net is nearly uniform; scaling its policy layer makes a decisive
     # teacher (same argmax, KL from a uniform student well above 0).
     state = load_checkpoint(tiny_teacher)
@@ -481,7 +488,7 @@ def test_pure_distillation_lowers_the_kl(tiny_teacher, tmp_path, out_dir):
     cfg = load_config(None, ["env.id=minatar:Breakout", *TINY, "learner.rl_loss=false", "learner.learning_rate=0.003",
                              "learner.unroll_length=10", "learner.batch_size=8", "runtime.envs_per_actor=8",
                              "run.total_frames=24000", f"run.out_dir={out_dir}", "run.log_every_s=0.000001",
-                             f"kickstart.teachers={{sharp: {{path: '{sharp}'}}}}"])
+                             f"runtime.seed={learning_seed}", f"kickstart.teachers={{sharp: {{path: '{sharp}'}}}}"])
     setup = kickstarting.build(cfg, env_spec(cfg.env))
     logger = ListLogger()
     trainer = Trainer(cfg, out_dir / "distill", setup.terms, setup.hook_factory, setup.extra_fields, loggers=[logger])
@@ -492,12 +499,21 @@ def test_pure_distillation_lowers_the_kl(tiny_teacher, tmp_path, out_dir):
     kl = [r["kickstart/sharp/kl"] for r in logger.rows if "kickstart/sharp/kl" in r]
     assert len(kl) >= 250
     start, end = sum(kl[:10]) / 10, sum(kl[-50:]) / 50
-    assert start > 0.3 and end < 0.3 * start, (start, end)
     agreement = [r["kickstart/sharp/agreement"] for r in logger.rows if "kickstart/sharp/agreement" in r]
+    record_property("kl_start", round(start, 4))
+    record_property("kl_end", round(end, 4))
+    record_property("agreement_end", round(sum(agreement[-50:]) / 50, 4))
+    assert start > 0.3 and end < 0.3 * start, (start, end)
     assert sum(agreement[-50:]) / 50 > 0.9
-    assert all(r["loss/policy"] == r["loss/policy"] for r in logger.rows)   # computed (logged) but not trained on
+    # The RL loss is computed and logged but not trained on: every step logs finite, non-zero RL
+    # terms (so adding them would show), and the total is the distillation term alone.
     steps = [r for r in logger.rows if "loss/total" in r]
-    assert steps and all(r["loss/total"] == pytest.approx(r["loss/kickstart"]) for r in steps)   # the RL loss is off
+    assert len(steps) >= 250
+    for r in steps:
+        rl = r["loss/policy"] + r["loss/baseline"] + r["loss/entropy"]
+        assert all(math.isfinite(r[k]) for k in ("loss/policy", "loss/baseline", "loss/entropy")), r
+        assert r["loss/policy"] != 0.0 and abs(rl) > 1e-4 * abs(r["loss/kickstart"]), r
+        assert r["loss/total"] == pytest.approx(r["loss/kickstart"], rel=1e-6, abs=0), r
 
 
 def test_pure_distillation_trains_the_policy_only_and_nothing_once_lambda_is_zero(tiny_ff_teacher):
@@ -578,6 +594,7 @@ BREAKOUT = ["env.id=minatar:Breakout", "net.torso=minatar", "net.core=ff", "net.
             "run.progress=false", "run.tensorboard=false"]
 
 
+@pytest.mark.slow   # 2 x 2 runs of 300k frames (20 s a seed quiet); default tier: pure distillation
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_good_teacher_gets_the_student_to_a_threshold_in_fewer_frames(seed, out_dir):
     """The shipped Breakout expert (return 8; random play 0.5) against no teacher, same seed and

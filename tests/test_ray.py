@@ -12,6 +12,10 @@ connects this process to it. Against it:
   file is deleted first); a member whose process is killed is restarted from its checkpoint;
 * bad input: unknown and malformed ``ray.*`` settings, an address where no cluster answers
   (through the real CLI, in a fresh process), Ray not installed.
+
+The killed actor, the killed member and the lost node are in the slow tier (``pytest -m slow``):
+the default tier covers the first two on the local backend (tests/test_runtime.py,
+tests/test_pbt_population.py) and keeps the Ray-only behaviours here.
 """
 
 import json
@@ -162,6 +166,7 @@ def test_actors_on_both_nodes_return_unrolls_made_with_the_published_parameters(
     assert ray.is_initialized()                                          # a joined cluster is not shut down
 
 
+@pytest.mark.slow   # the Ray twin of test_runtime.py::test_local_backend_survives_a_killed_actor (default tier)
 def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(cluster, tmp_path):
     cfg = _cfg(tmp_path, *RAY_RUNTIME, "run.total_frames=4000", "runtime.actor_restarts=1")
     console = Lines()
@@ -215,7 +220,8 @@ def test_a_population_on_both_nodes_runs_to_the_end(cluster, tmp_path):
         assert state["counters"]["frames"] == total
         last = [r for r in recs if r["member"] == i and r["event"] in ("ready", "done")][-1]
         assert state["learner"]["hparams"] == last.get("hparams_after", last.get("hparams"))
-    assert all(r.frames == total for r in result.reports.values()) and not result.interrupted
+    assert sorted(result.reports) == [0, 1] and all(r.frames == total for r in result.reports.values())
+    assert not result.interrupted
 
 
 def test_a_donor_checkpoint_reaches_the_copying_member_through_the_object_store(cluster, tmp_path):
@@ -244,6 +250,7 @@ def test_a_donor_checkpoint_reaches_the_copying_member_through_the_object_store(
         host.close()
 
 
+@pytest.mark.slow   # the Ray twin of test_pbt_population.py::test_a_member_process_that_dies_is_restarted_...
 def test_a_member_killed_mid_run_is_restarted_from_its_checkpoint(cluster, tmp_path):
     killed = []
 
@@ -267,7 +274,7 @@ def test_a_member_killed_mid_run_is_restarted_from_its_checkpoint(cluster, tmp_p
     mine = [r for r in recs[k + 1:] if r.get("member") == 1]
     assert mine[0]["event"] == "start" and mine[0]["resumed"] and mine[0]["hparams"] == explored
     assert [r["frames"] for r in mine if r["event"] in ("ready", "done")] == [2 * every, total]
-    assert all(r.frames == total for r in result.reports.values())
+    assert sorted(result.reports) == [0, 1] and all(r.frames == total for r in result.reports.values())
 
 
 # -- a node lost -----------------------------------------------------------------------------------
@@ -348,7 +355,7 @@ def test_a_member_lost_with_its_node_is_restarted_from_its_checkpoint(node_lost,
     assert mine[0]["event"] == "start" and mine[0]["resumed"]
     after = [r["frames"] for r in mine if r["event"] in ("ready", "done")]
     assert after[0] > lost["frames"] and after[-1] == total                  # went on from its checkpoint
-    assert all(r.frames == total for r in result.reports.values())
+    assert sorted(result.reports) == [0, 1] and all(r.frames == total for r in result.reports.values())
 
 
 # -- bad input -------------------------------------------------------------------------------------
