@@ -291,7 +291,10 @@ def test_saves_from_two_threads_do_not_interleave(trainer):
 
 # -- real processes ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["python", "sleep", "torch"])
+# The torch variant (one long C call that releases the GIL, which a Python-level handler cannot
+# interrupt) is the hardest case and stays in the default tier; the other two are opt-in (slow).
+@pytest.mark.parametrize("kind", [pytest.param("python", marks=pytest.mark.slow),
+                                  pytest.param("sleep", marks=pytest.mark.slow), "torch"])
 def test_sigterm_during_a_slow_update_checkpoints_within_2s_and_resume_continues(tmp_path, kind):
     """The scheduler's sequence: SIGTERM, a few seconds of grace, SIGKILL. The checkpoint written
     on SIGTERM holds the completed updates only, and the run resumes from it."""
