@@ -144,7 +144,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def check_resume_changes(saved, new) -> None:
     """Refuse overrides that a resumed run cannot honour (see ``_FIXED_ON_RESUME``)."""
-    from kickstart.config import to_dict
+    from kickstart.configio import to_dict
 
     before, after = _flat(to_dict(saved)), _flat(to_dict(new))
     bad = [k for k in after if after[k] != before.get(k) and k.startswith(_FIXED_ON_RESUME) and k != "net.precision"]
@@ -173,8 +173,6 @@ def _check_env_and_net(cfg) -> None:
 
 
 def cmd_train(args, console) -> int:
-    from kickstart.config import load_config
-
     config, overrides = _split_config_and_overrides(args)
     if args.resume:
         if config is not None:
@@ -182,7 +180,7 @@ def cmd_train(args, console) -> int:
         if not (Path(args.resume) / "config.yaml").is_file():  # answered before torch is imported
             raise UserError(f"{args.resume!r} is not a run directory (no config.yaml); pass the directory "
                             f"a previous 'kickstart train' created")
-        from kickstart.train import load_run_config
+        from kickstart.rundir import load_run_config
 
         cfg = load_run_config(args.resume, overrides)
         check_resume_changes(load_run_config(args.resume), cfg)
@@ -191,12 +189,12 @@ def cmd_train(args, console) -> int:
             raise UserError("missing CONFIG: pass a YAML file, e.g. 'kickstart train configs/minatar_breakout.yaml', "
                             "or overrides alone to start from the built-in defaults, e.g. "
                             "'kickstart train env.id=minatar:Breakout'")
-        from kickstart import methods  # noqa: F401 - registers every method: load_config checks and resolves theirs
+        from kickstart.methods import load_config  # the run's config class: every built-in method's section
 
         cfg = load_config(config, overrides)  # config None: the built-in defaults
     _check_env_and_net(cfg)
     if cfg.pbt.enabled:  # pbt.population_size > 1: a population, trained with PBT
-        from kickstart.pbt import run_population
+        from kickstart.pbt.controller import run_population
 
         result = run_population(cfg, resume_dir=args.resume, console=console)
         return 130 if result.interrupted else 0

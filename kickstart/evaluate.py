@@ -97,7 +97,7 @@ def evaluate(net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, seed: int 
 def load_policy(checkpoint: str, env_overrides: dict | None = None):
     """Network, config and state of a training checkpoint or exported policy (weights only; no code
     is loaded), with every built-in method known (:func:`kickstart.policy.load_policy`)."""
-    return load_network(checkpoint, env_overrides, methods.build_agent)
+    return load_network(checkpoint, env_overrides, methods.build_agent, methods.Config)
 
 
 def summary_table(results: list[TaskEval]) -> list[tuple[str, str, str, str]]:

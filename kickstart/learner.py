@@ -2,6 +2,9 @@
 
 Methods (kickstarting, Mix & Match) do not fork this class: they pass extra :class:`LossTerm`
 objects, which see the batch and the network's outputs and return a weighted loss and metrics.
+Frozen networks whose outputs a term reads (e.g. a teacher's logits computed here rather than in the
+actors) are not terms: the trainer's :class:`~kickstart.runtime.placement.Placement` completes the
+batch with them on this learner's device before the terms run.
 
 Loss reduction: with ``learner.loss_reduction=sum`` (the default, as IMPALA and TorchBeast) every
 term is summed over time and batch, so the effective learning rate grows with ``T x B``; the
@@ -28,6 +31,7 @@ from kickstart.config import LearnerConfig
 from kickstart.distributions import ActionDist, make_dist
 from kickstart.errors import ConfigError
 from kickstart.losses import impala, vtrace
+from kickstart.runtime.placement import Placement
 from kickstart.runtime.unroll import core_state_of, net_inputs
 
 
@@ -64,11 +68,6 @@ class LossTerm:
     def prepare(self, net, hparams: dict[str, float], frames: int) -> None:
         """Before each forward pass of the learner (and before parameters are first published):
         set what the network reads from the hyperparameters (e.g. Mix & Match's alpha buffer)."""
-
-    def balance(self, idle: float) -> None:
-        """Every few seconds: the fraction of the last window the learner spent waiting for batches
-        (0: the learner is the bottleneck; large: the actors are), to move work between learner and
-        actors (e.g. kickstarting's split teachers)."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -116,7 +115,8 @@ class Learner:
     """Owns the network being trained, its optimiser and the mutable hyperparameters."""
 
     def __init__(self, net: torch.nn.Module, cfg: LearnerConfig, total_frames: int,
-                 terms: Sequence[LossTerm] = (), device: torch.device | None = None):
+                 terms: Sequence[LossTerm] = (), device: torch.device | None = None,
+                 placement: Placement | None = None):
         self.cfg = cfg
         self.device = device or pick_device(cfg.device)
         if self.device.type == "cuda":
@@ -127,6 +127,9 @@ class Learner:
         self.net = net.to(self.device)
         self.dist = make_dist(net.spec.action_nvec, net.spec.multi_discrete)
         self.terms = list(terms)
+        self.placement = placement if placement is not None else Placement()
+        """Frozen networks this learner runs on its batches before the loss terms (the trainer's;
+        see :mod:`kickstart.runtime.placement`)."""
         self.optimizer = make_optimizer(self.net.parameters(), cfg)
         self.total_frames = total_frames
         self.hparams: dict[str, float] = {"learning_rate": cfg.learning_rate, "entropy_cost": cfg.entropy_cost}
@@ -157,17 +160,13 @@ class Learner:
         out = dict(self.hparams)
         for term in self.terms:
             out.update(term.actor_hparams(self.hparams, frames))
+        out.update(self.placement.published())
         return out
 
     def prepare(self, frames: int) -> None:
         """Let the loss terms set what the network reads from the hyperparameters (see LossTerm)."""
         for term in self.terms:
             term.prepare(self.net, self.hparams, frames)
-
-    def balance(self, idle: float) -> None:
-        """Report the learner's recent idle fraction to the loss terms that balance work (see LossTerm)."""
-        for term in self.terms:
-            term.balance(idle)
 
     def learning_rate(self, frames: int) -> float:
         lr = self.hparams["learning_rate"]
@@ -185,6 +184,8 @@ class Learner:
         """The total loss on a batch of unrolls ([T+1, B] fields) and its metrics."""
         cfg, red = self.cfg, self.cfg.loss_reduction
         self.prepare(frames)
+        # Outputs of frozen networks the actors left NaN (e.g. split teachers' logits), on this device.
+        batch = self.placement.fill(batch, self.published_hparams(frames))
         obs, last_action, last_reward, first = net_inputs(batch["obs"], batch["last_action"],
                                                           batch["reward"], batch["first"])
         # replay: recorded values (e.g. a sampled M&M selector) are reused, not drawn again.
@@ -222,6 +223,7 @@ class Learner:
             total = total + term_loss
             metrics.update(term_metrics)
         metrics["loss/total"] = total.item()
+        metrics.update(self.placement.metrics())
         return total, metrics
 
     def step(self, batch: dict[str, torch.Tensor], frames: int,

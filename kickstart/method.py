@@ -5,8 +5,9 @@ contributes, and the core calls every hook on every method without probing for i
 contribute, and where the core uses it:
 
 =======================  ===========================================================================
-``setup(cfg, spec)``     loss terms, actor hooks and the unroll fields they write, PBT's evaluation
-                         policy (:class:`MethodSetup`; the trainer and the learner pass them through)
+``setup(cfg, spec)``     loss terms, actor hooks and the unroll fields they write, frozen networks
+                         the learner runs (split with the actors), PBT's evaluation policy
+                         (:class:`MethodSetup`; the trainer and the learner pass them through)
 ``network(cfg, spec)``   the agent network the run trains, when the method has its own (Mix & Match);
                          None: the core's ``build_net(cfg.net)``
 ``export(net, cfg)``     the policy ``kickstart export`` writes, as ``(config, weights)``; None: the
@@ -16,17 +17,25 @@ contribute, and where the core uses it:
 ``pbt_eval(cfg)``        what ``pbt.eval: auto`` resolves to for this method, or None (no preference)
 ``check(cfg)``           checks across config sections (one-line ``ConfigError``); never mutates
 ``precisions(cfg)``      other networks the method runs, name -> precision setting (start-up report)
+``section``              the dataclass of its config section ``cfg.<name>`` (the run's config class
+                         is built from its methods' sections: :func:`kickstart.config.make_config`)
 =======================  ===========================================================================
 
-Methods register themselves when their package is imported (:func:`register`, at the end of its
-``__init__``); :mod:`kickstart.methods` imports every built-in one, so whatever imports it sees them
-all. The core reads the registered methods (:func:`registered`) and never imports a method. Why
-registration rather than imports: a method builds on the core (config, networks, learner), while
-the core needs its answers (which network, which hyperparameters are weights, what ``pbt.eval:
-auto`` means); the core importing the methods would close a circle. This module imports nothing of
-kickstart, so that any module may import it. Processes the runtime starts get what they need
-pickled (the registry's :func:`kickstart.methods.build_agent`, the hook factories), whose
-unpickling imports, and so registers, the methods.
+A method also declares its config section (``section``, a dataclass; ``name`` is its key). The
+registry :mod:`kickstart.methods` builds the run's config class from its methods
+(:func:`kickstart.config.make_config`), and that class carries them (``type(cfg).methods``): the
+core asks a config's own methods (:func:`enabled_methods`, :func:`hparam_range` given them), so what
+a config means and which checks it runs do not depend on which method packages were imported. Why
+not imports: a method builds on the core (config, networks, learner), while the core needs its
+answers (which network, which hyperparameters are weights, what ``pbt.eval: auto`` means); the core
+importing the methods would close a circle.
+
+Methods also register themselves when their package is imported (:func:`register`, at the end of its
+``__init__``): :func:`registered` is the fallback where the core has no config to ask (a checkpoint's
+config dict, a helper called without one). This module imports nothing of kickstart, so that any
+module may import it. Processes the runtime starts get what they need pickled (the run's config,
+whose class lives in :mod:`kickstart.methods`; the registry's :func:`kickstart.methods.build_agent`;
+the hook factories), whose unpickling imports the methods.
 """
 
 from __future__ import annotations
@@ -49,6 +58,11 @@ class MethodSetup:
     eval_policy: Callable | None = None
     """Maps the trained network to the policy PBT's evaluator scores (e.g. Mix & Match's target
     agent); None scores the network as it is."""
+    split_inference: list = field(default_factory=list)
+    """Frozen feed-forward networks whose per-step outputs are unroll fields the learner computes,
+    wholly or where the actors left them NaN (:class:`kickstart.runtime.placement.SplitInference`,
+    e.g. kickstarting's teachers): the trainer's ``Placement`` runs them on the learner's device
+    before the loss terms and balances their share between actors and learner."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,8 @@ class Method:
 
     name: str = ""
     """The config section it owns (``kickstart``, ``mixmatch``); also its name in the registry."""
+    section: type | None = None
+    """The dataclass of its config section (``cfg.<name>``), or None for a method without settings."""
     hparam_ranges: Mapping[str, Range] = MappingProxyType({})
     """Mutable hyperparameters (learner names) that are weights in a range, e.g. ``mixmatch/alpha``."""
 
@@ -117,14 +133,26 @@ def registered() -> tuple[Method, ...]:
     return tuple(_REGISTERED.values())
 
 
+def methods_of(cfg) -> tuple[Method, ...]:
+    """The methods config ``cfg`` was built with (``type(cfg).methods``, see
+    :func:`kickstart.config.make_config`); the registered ones for an object without them."""
+    own = getattr(type(cfg), "methods", None)
+    return registered() if own is None else tuple(own)
+
+
 def enabled_methods(cfg, methods: tuple[Method, ...] | None = None) -> list[Method]:
-    """The methods (``methods``, or the registered ones) that run ``cfg`` uses."""
-    return [m for m in (registered() if methods is None else methods) if m.enabled(cfg)]
+    """The methods (``methods``, or the config's own: :func:`methods_of`) that run ``cfg`` uses."""
+    return [m for m in (methods_of(cfg) if methods is None else methods) if m.enabled(cfg)]
 
 
-def hparam_range(name: str) -> Range | None:
-    """The range of mutable hyperparameter ``name`` if a registered method declares one."""
-    for m in registered():
+def hparam_range(name: str, methods=None) -> Range | None:
+    """The range of mutable hyperparameter ``name`` if one of ``methods`` declares one. ``methods``:
+    a sequence of methods, or a config (its own methods); None: the registered ones."""
+    if methods is None:
+        methods = registered()
+    elif not isinstance(methods, (tuple, list)):
+        methods = methods_of(methods)
+    for m in methods:
         if name in m.hparam_ranges:
             return m.hparam_ranges[name]
     return None

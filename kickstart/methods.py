@@ -3,17 +3,21 @@
 A method is a package that implements :class:`kickstart.method.Method` and registers it
 (:func:`kickstart.method.register`) when imported. Importing this module imports every built-in
 method, so the entry points (``train``, PBT, the CLI, ``evaluate``) import it and see them all; the
-core below them reads :func:`kickstart.method.registered` and never imports a method.
+core below them never imports a method: it asks the methods a config was built with
+(``type(cfg).methods``). Here too the run's config class (:data:`Config`, from the methods' sections)
+and :func:`load_config`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from kickstart import kickstarting, mixmatch, nets
-from kickstart.config import Config
+from kickstart.config import make_config, resolve_config
+from kickstart.configio import load
 from kickstart.method import Method, MethodSetup, enabled_methods
-from kickstart.runtime.backend import HookFactory
+from kickstart.runtime.actor import HookFactory
 from kickstart.specs import EnvSpec
 
 METHODS: tuple[Method, ...] = (
@@ -22,17 +26,30 @@ METHODS: tuple[Method, ...] = (
 )
 """The built-in methods, in the order their loss terms are added. A new method: its package, and a line here."""
 
+Config = make_config(METHODS, "Config", __name__)
+"""The config class of a run: the core sections and every built-in method's (``cfg.kickstart``,
+``cfg.mixmatch``). Bound here by name so that configs pickle by reference: an actor process that
+unpickles one imports this module, and so every method."""
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] | None = None) -> Config:
+    """A run's config from a YAML file (the defaults when ``path`` is None) and dotted overrides,
+    checked and resolved (:func:`kickstart.config.resolve_config`): what ``config.yaml`` records."""
+    return resolve_config(load(Config, path, list(overrides or [])))
+
 
 def _all_hooks(cfg, spec, factories: Sequence[HookFactory]):
     return [h for f in factories for h in f(cfg, spec)]
 
 
 def combine(setups: Sequence[MethodSetup]) -> MethodSetup:
-    """One setup from several: terms and fields concatenated, hook factories chained."""
+    """One setup from several: terms, fields and learner-side networks concatenated, hook factories
+    chained."""
     out = MethodSetup()
     factories = []
     for s in setups:
         out.terms.extend(s.terms)
+        out.split_inference.extend(s.split_inference)
         for k, v in s.extra_fields.items():
             if k in out.extra_fields:
                 raise ValueError(f"two methods write the unroll field {k!r}")

@@ -115,6 +115,23 @@ class EpisodeStats:
     def mean_returns(self) -> dict[str, float]:
         return {t: sum(v) / len(v) for t, v in self.recent.items() if v}
 
+    @property
+    def episodes(self) -> int:
+        """Finished episodes counted so far, all tasks together."""
+        return sum(self.count.values())
+
+    def returns_since(self, seen: dict[str, int]) -> dict[str, list[float]]:
+        """The returns of the episodes finished since ``seen`` (episodes counted per task, as in
+        ``count``; brought up to date here), per task with new ones, oldest first; at most the
+        recent window's."""
+        out = {}
+        for task in self.task_names:
+            new = self.count[task] - seen.get(task, 0)
+            if new > 0:
+                seen[task] = self.count[task]
+                out[task] = list(self.recent[task])[-new:]
+        return out
+
     def summary(self) -> dict[str, float]:
         """``episode/*`` metrics over the recent window; clears the per-interval lists."""
         m: dict[str, float] = {}
@@ -124,7 +141,7 @@ class EpisodeStats:
             m[f"episode/length/{t}"] = sum(self.lengths[t]) / len(self.lengths[t])
             if self._suites.has_normalisation(t):
                 m[f"episode/score/{t}"] = self._suites.capped_score(t, r)
-        m["episode/count"] = float(sum(self.count.values()))
+        m["episode/count"] = float(self.episodes)
         if len(self.task_names) > 1:
             s = self.suite_score()
             if s is not None:

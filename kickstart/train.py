@@ -1,23 +1,17 @@
-"""Training orchestration: run directory, build, then collect -> update -> publish -> log.
+"""Training orchestration: build, then collect -> update -> publish -> log.
 
 :class:`Trainer` is one learner with its actors. It is also the unit Population Based Training
-drives: ``run_until(frames)``, ``state()``/``restore()``, ``learner.set_hparams``.
+drives: ``run_until(frames)``, ``state()``/``restore()``, ``publish()``, ``learner.set_hparams``.
+The run directory it trains in (its config, checkpoint and ``meta.json``): :mod:`kickstart.rundir`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import json
-import platform
-import re
 import shlex
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
@@ -25,116 +19,22 @@ import numpy as np
 import torch
 
 from kickstart.checkpoint import load_checkpoint, save_checkpoint
-from kickstart.config import Config, from_dict, resolve_config, save_config, to_dict
-from kickstart.errors import CheckpointError, ConfigError, UserError
+from kickstart.config import resolve_config
+from kickstart.configio import save_config, to_dict
+from kickstart.errors import CheckpointError, ConfigError
 from kickstart.learner import Learner, LossTerm
-from kickstart.method import MethodSetup, enabled_methods, registered
-from kickstart.methods import METHODS, build_agent, build_methods
+from kickstart.method import MethodSetup, methods_of
+from kickstart.methods import Config, build_agent, build_methods
 from kickstart.metrics import CSVLogger, EpisodeStats, Logger, MultiLogger, TensorBoardLogger
 from kickstart.preemption import Preemption, writing
-from kickstart.runtime.backend import HookFactory
-from kickstart.runtime.local import make_backend
+from kickstart.rundir import CHECKPOINT, log_precision, new_run_dir, record_session
+from kickstart.runtime.actor import HookFactory
+from kickstart.runtime.backend import make_backend
+from kickstart.runtime.placement import Placement, SplitInference
 from kickstart.runtime.proc import setup_process
-from kickstart.runtime.resources import available_cores, resolve_runtime
+from kickstart.runtime.resources import available_cores
 from kickstart.runtime.threads import ThreadTuner
 from kickstart.runtime.unroll import Field, unroll_fields
-
-CHECKPOINT = "checkpoint.pt"
-
-
-# -- run directory -------------------------------------------------------------------------------
-
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return None
-
-
-def precision_plan(cfg: Config) -> dict:
-    """What the run's precision settings resolve to on this machine (:func:`kickstart.precision.plan`)."""
-    from kickstart.learner import pick_device
-    from kickstart.precision import plan
-
-    others = {name: p for m in enabled_methods(cfg, METHODS) for name, p in m.precisions(cfg).items()}
-    return plan(cfg.net.precision, pick_device(cfg.learner.device).type, others)
-
-
-def run_metadata(cfg: Config | None = None) -> dict:
-    """One session's entry in ``meta.json``: code version, packages, machine, command line and,
-    given the config, what its precision settings resolve to here."""
-    versions = {}
-    for pkg in ("kickstart", "torch", "numpy", "gymnasium", "ale-py", "MinAtar", "scipy", "ray"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"git_commit": _git_commit(), "packages": versions, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu": _cpu_model(), "argv": sys.argv,
-            "started": _dt.datetime.now().isoformat(timespec="seconds"),
-            **({"precision": precision_plan(cfg), "runtime": runtime_plan(cfg)} if cfg is not None else {})}
-
-
-def runtime_plan(cfg: Config) -> dict:
-    """The cores this session may use and the actors per learner that ``runtime.num_actors`` gives."""
-    members = cfg.pbt.population_size
-    return {"cores": available_cores(), "num_actors": resolve_runtime(cfg, members=members).runtime.num_actors,
-            "learner_threads": cfg.runtime.learner_threads}
-
-
-def log_precision(plan: dict, console=None) -> None:
-    """Say at start-up what precision the run uses here (on ``console``), and warn on stderr, one
-    line each, where it asks for bf16 that this machine only emulates."""
-    from kickstart.precision import plan_lines
-
-    info, *warnings = plan_lines(plan)
-    if console is not None:
-        console.print(info, markup=False, highlight=False, soft_wrap=True)
-    for line in warnings:
-        print(f"kickstart: warning: {line}", file=sys.stderr, flush=True)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def new_run_dir(cfg: Config) -> Path:
-    name = cfg.run.name or f"{re.sub(r'[^A-Za-z0-9]+', '-', cfg.env.id).strip('-').lower()}-" \
-                           f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    d = Path(cfg.run.out_dir) / name
-    if (d / CHECKPOINT).exists():
-        raise UserError(f"run directory {str(d)!r} already holds a run; resume it with "
-                        f"'kickstart train --resume {d}' or choose another run.name")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """The resolved config saved in a run directory, with optional overrides (e.g. a larger budget)."""
-    from kickstart.config import apply_overrides
-    import yaml
-
-    p = Path(run_dir) / "config.yaml"
-    if not p.is_file():
-        raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml); "
-                              f"pass the directory a previous 'kickstart train' created")
-    data = yaml.safe_load(p.read_text()) or {}
-    apply_overrides(data, list(overrides))
-    return from_dict(Config, data)
-
 
 # -- the trainer ---------------------------------------------------------------------------------
 
@@ -159,13 +59,18 @@ class Trainer:
 
     ``terms`` and ``hook_factory`` are how methods plug in: loss terms for the learner, actor hooks
     that write extra unroll fields. The trainer passes them through without knowing what they are.
+    It owns the :class:`~kickstart.runtime.placement.Placement` of ``split_inference`` (frozen
+    networks the learner runs on the columns the actors leave): the learner fills each batch with
+    it, and every ``BALANCE_EVERY_S`` the trainer moves the actors' share by the learner's idle time.
     """
 
     def __init__(self, cfg: Config, run_dir: str | Path, terms: Sequence[LossTerm] | None = None,
                  hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
-                 loggers: Sequence[Logger] | None = None, console=None):
-        """``terms``, ``hook_factory`` and ``extra_fields`` default to what the config's methods add
-        (:func:`kickstart.methods.build_methods`); pass them to plug in a method by hand."""
+                 loggers: Sequence[Logger] | None = None, console=None,
+                 split_inference: Sequence[SplitInference] | None = None):
+        """``terms``, ``hook_factory``, ``extra_fields`` and ``split_inference`` default to what the
+        config's methods add (:func:`kickstart.methods.build_methods`); pass them to plug in a method
+        by hand."""
         from kickstart.envs import env_spec
 
         self.cfg = cfg
@@ -175,11 +80,13 @@ class Trainer:
         torch.manual_seed(cfg.runtime.seed)
         np.random.seed(cfg.runtime.seed % 2**32)
         self.spec = env_spec(cfg.env)
-        if terms is None and hook_factory is None and extra_fields is None:
+        if terms is None and hook_factory is None and extra_fields is None and split_inference is None:
             setup = build_methods(cfg, self.spec)
             terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
+            split_inference = setup.split_inference
         net = build_agent(cfg, self.spec)
-        self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms or ())
+        self.placement = Placement(split_inference or ())
+        self.learner = Learner(net, cfg.learner, cfg.run.total_frames, terms or (), placement=self.placement)
         self.thread_tuner = self._thread_tuner()
         init_state = net.initial_state(1)
         self.fields = unroll_fields(self.spec, net_num_logits(net), init_state, extra_fields)
@@ -258,6 +165,12 @@ class Trainer:
     def _cpu_params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.learner.net.state_dict().items()}
 
+    def publish(self) -> None:
+        """Send the current weights and actor-side hyperparameters to the running actors now (the
+        loop does so after every update; PBT after it replaces either). No actors yet: nothing to do."""
+        if self.backend is not None:
+            self.backend.publish(self._cpu_params(), self.learner.published_hparams(self.frames))
+
     def _update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         T, B = batch["action"].shape[0] - 1, batch["action"].shape[1]
 
@@ -317,7 +230,7 @@ class Trainer:
             batch = self.backend.get_batch()                       # collect
             waited += time.monotonic() - t_get
             self._accumulate(self._update(batch))                  # update
-            self.backend.publish(self._cpu_params(), self.learner.published_hparams(self.frames))  # publish
+            self.publish()                                         # publish
             self.stats.update(batch)
             now = time.monotonic()
             self.elapsed += now - t_prev
@@ -326,7 +239,7 @@ class Trainer:
                 torch.set_num_threads(n)                            # tune the learner's threads
             if now - last_balance >= BALANCE_EVERY_S:               # balance learner and actor work
                 idle = waited / (now - last_balance)
-                self.learner.balance(idle)
+                self.placement.balance(idle)
                 self._accumulate({"perf/learner_idle": idle})
                 last_balance, waited = now, 0.0
             if progress is not None:
@@ -358,8 +271,8 @@ MAX_AUTO_LEARNER_THREADS = 4
 """The most learner threads ``runtime.learner_threads=0`` tries (each try costs a timed window)."""
 
 BALANCE_EVERY_S = 2.0
-"""How often the trainer reports the learner's idle fraction (time waiting for batches) to the loss
-terms (``Learner.balance``) and logs it as ``perf/learner_idle``."""
+"""How often the trainer reports the learner's idle fraction (time waiting for batches) to its
+placement (``Placement.balance``) and logs it as ``perf/learner_idle``."""
 
 
 def net_num_logits(net) -> int:
@@ -408,31 +321,34 @@ def validate(cfg: Config) -> MethodSetup:
     from kickstart.envs import env_spec
     from kickstart.learner import pick_device
 
-    resolve_config(cfg)     # checks it again, now that every method is registered
+    resolve_config(cfg)     # checks it again (resolving runs the checks of the config's methods)
     spec = env_spec(cfg.env)
     build_agent(cfg, spec)
     pick_device(cfg.learner.device)
     setup = build_methods(cfg, spec)
     if not cfg.learner.rl_loss and not setup.terms:
         raise ConfigError(f"learner.rl_loss=false leaves no loss to train: configure a method that adds a loss term "
-                          f"(methods: {', '.join(m.name for m in registered())})")
+                          f"(methods: {', '.join(m.name for m in methods_of(cfg))})")
     return setup
 
 
 def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[LossTerm] | None = None,
           hook_factory: HookFactory | None = None, extra_fields: dict[str, Field] | None = None,
-          console=None, progress_bar: bool | None = None) -> TrainResult:
+          console=None, progress_bar: bool | None = None,
+          split_inference: Sequence[SplitInference] | None = None) -> TrainResult:
     """Train one agent as ``cfg`` says (resuming ``resume_dir`` if given); checkpoint on exit."""
     cfg = resolve_config(cfg)   # what config.yaml records: ``auto`` settings that depend on the methods
     setup = validate(cfg)       # a rejected config leaves no run directory behind
-    if terms is None and hook_factory is None and extra_fields is None:
+    if terms is None and hook_factory is None and extra_fields is None and split_inference is None:
         terms, hook_factory, extra_fields = setup.terms, setup.hook_factory, setup.extra_fields
+        split_inference = setup.split_inference
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         state = load_checkpoint(run_dir / CHECKPOINT)
     else:
         run_dir, state = new_run_dir(cfg), None
-    trainer = Trainer(cfg, run_dir, terms, hook_factory, extra_fields, console=console)
+    trainer = Trainer(cfg, run_dir, terms, hook_factory, extra_fields, console=console,
+                      split_inference=split_inference)
     if state is not None:
         try:
             trainer.restore(state)   # only a successful restore may touch the run directory
@@ -440,12 +356,7 @@ def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[Los
             trainer.close()
             raise
     save_config(cfg, run_dir / "config.yaml")
-    meta_path = run_dir / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    session = run_metadata(cfg)
-    meta.setdefault("sessions", []).append(session)
-    meta_path.write_text(json.dumps(meta, indent=2))
-    log_precision(session["precision"], console)
+    log_precision(record_session(run_dir, cfg)[-1]["precision"], console)
     # SIGINT/SIGTERM: the checkpoint of the last completed update is written at once, from a thread,
     # and the loop stops at the end of the current update; a second signal exits at once (130).
     preemption = Preemption(saves=[trainer.save], on_stop=[trainer.request_stop],

@@ -143,7 +143,8 @@ METHOD_PACKAGES = method_packages(ROOT / "methods.py")
 def test_the_graph_sees_the_whole_package():
     """So that the checks below cannot pass on an empty or partial graph."""
     assert {"kickstart.train", "kickstart.learner", "kickstart.nets.agent", "kickstart.mixmatch.net",
-            "kickstart.kickstarting.teachers", "kickstart.pbt.member", REGISTRY, INTERFACE} <= set(GRAPH)
+            "kickstart.kickstarting.teachers", "kickstart.pbt.member", "kickstart.config", "kickstart.configio",
+            "kickstart.pbt.config", REGISTRY, INTERFACE} <= set(GRAPH)
     assert {"kickstart.kickstarting", "kickstart.mixmatch"} <= METHOD_PACKAGES
     assert "kickstart.nets.agent" in GRAPH["kickstart.mixmatch.net"]
     assert "kickstart.nets" in GRAPH["kickstart.mixmatch.net"]              # nets/__init__ runs first
@@ -177,6 +178,23 @@ def test_methods_do_not_import_each_other_or_the_registry():
 def test_the_interface_imports_nothing_of_kickstart():
     """So that any module, the lowest of the core included, may import it without a circle."""
     assert GRAPH[INTERFACE] == set()
+
+
+def test_the_config_core_and_engine_name_no_method():
+    """Config by owner: the engine (``configio``) knows no section at all, the core sections and
+    ``make_config`` (``config``) and PBT's section know the methods only as a config class's
+    ``methods``, and a method's section imports no other module of its own package (so that reading
+    the section never needs the method's machinery)."""
+    assert GRAPH["kickstart.configio"] <= {"kickstart.errors"}
+    for core in ("kickstart.config", "kickstart.pbt.config", "kickstart.configio"):
+        bad = sorted(t for t in GRAPH[core] if t == REGISTRY or any(inside(t, p) for p in METHOD_PACKAGES))
+        assert not bad, f"{core} imports {bad}"
+    assert GRAPH["kickstart.pbt"] == set()          # its __init__ re-exports nothing: config -> pbt.config
+    for p in sorted(METHOD_PACKAGES):
+        section = f"{p}.config"
+        assert section in GRAPH, f"{p} keeps its config section beside it, in {section}"
+        own = sorted(t for t in GRAPH[section] if inside(t, p))
+        assert not own, f"{section} imports {own}"
 
 
 def test_every_method_is_registered():

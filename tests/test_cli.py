@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from kickstart.checkpoint import FORMAT, VERSION
-from kickstart.config import load_config
+from kickstart.methods import load_config
 from kickstart.train import train
 
 TINY = ["env.id=minatar:Breakout", "net.torso=minatar", "net.hidden_size=32", "learner.unroll_length=8",
@@ -331,7 +331,7 @@ def test_train_and_resume_with_options_between_overrides(work, tmp_path):
 
 def test_train_from_the_defaults_with_overrides_only(tmp_path):
     """No CONFIG: the built-in defaults (their `auto` torso fits CartPole's vector observations)."""
-    from kickstart.config import to_dict
+    from kickstart.configio import to_dict
 
     runs = tmp_path / "runs"
     overrides = ["env.id=CartPole-v1", "run.total_frames=2000", "runtime.backend=serial", "run.tensorboard=false",

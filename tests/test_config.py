@@ -2,8 +2,9 @@
 
 import pytest
 
-from kickstart.config import Config, apply_overrides, from_dict, load_config, save_config, to_dict
+from kickstart.configio import apply_overrides, from_dict, save_config, to_dict
 from kickstart.errors import ConfigError
+from kickstart.methods import Config, load_config
 
 
 def test_defaults_build_and_round_trip(tmp_path):
@@ -67,7 +68,7 @@ def test_missing_and_invalid_files(tmp_path):
 
 
 def test_apply_overrides_creates_sections():
-    d = apply_overrides({}, ["run.name=x"])
+    d = apply_overrides({}, ["run.name=x"], Config)
     assert d == {"run": {"name": "x"}}
 
 

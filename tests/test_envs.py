@@ -8,8 +8,14 @@ import pytest
 from gymnasium import spaces
 
 from kickstart.config import EnvConfig
-from kickstart.envs import Episode, env_spec, make_batched_env, resolve_tasks
-from kickstart.envs import atari, minatar
+from kickstart.envs import (
+    Episode,
+    atari,
+    env_spec,
+    make_batched_env,
+    minatar,
+    resolve_tasks,
+)
 from kickstart.envs.batched import env_seeds
 from kickstart.errors import UserError
 

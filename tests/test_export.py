@@ -5,8 +5,8 @@ import sys
 
 import torch
 
-from kickstart.config import load_config
 from kickstart.evaluate import load_policy
+from kickstart.methods import load_config
 from kickstart.train import train
 
 
@@ -39,8 +39,8 @@ def test_episode_quotas_are_fixed_in_advance_and_sum_to_the_request():
 
 
 def test_evaluate_plays_exactly_the_requested_episodes_per_task():
-    from kickstart.evaluate import evaluate
     from kickstart.envs import env_spec
+    from kickstart.evaluate import evaluate
     from kickstart.nets import build_net
 
     cfg = load_config(None, ["env.id=minatar5", "net.torso=minatar", "net.hidden_size=16"])

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from kickstart.config import KickstartConfig
 from kickstart.distributions import Categorical, MultiCategorical
+from kickstart.kickstarting.config import KickstartConfig
 from kickstart.kickstarting.schedules import schedule_value
 from kickstart.losses.kickstart import distillation_loss, distillation_stats
 
@@ -150,9 +150,9 @@ def test_disjoint_teachers_share_one_pass_with_identical_results():
     """Task experts (disjoint tasks) are merged into one target; the result equals one term per teacher."""
     from types import SimpleNamespace
 
-    from kickstart.config import KickstartConfig, TeacherConfig
     from kickstart.distributions import make_dist
-    from kickstart.kickstarting.hooks import field_name
+    from kickstart.kickstarting.config import KickstartConfig, TeacherConfig
+    from kickstart.kickstarting.names import field_name
     from kickstart.kickstarting.term import KickstartTerm
 
     torch.manual_seed(0)

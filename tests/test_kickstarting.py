@@ -10,17 +10,22 @@ import torch
 
 from kickstart import kickstarting
 from kickstart.checkpoint import load_checkpoint, save_checkpoint
-from kickstart.config import Config, EnvConfig, KickstartConfig, NetConfig, TeacherConfig, load_config
+from kickstart.config import EnvConfig, NetConfig
 from kickstart.distributions import Categorical
 from kickstart.envs import env_spec, make_batched_env
 from kickstart.errors import UserError
+from kickstart.kickstarting.adapt import bind
+from kickstart.kickstarting.config import KickstartConfig, TeacherConfig
 from kickstart.kickstarting.hooks import TeacherHook
-from kickstart.kickstarting.teachers import FunctionTeacher, NetTeacher, bind
+from kickstart.kickstarting.plan import learner_inference
+from kickstart.kickstarting.teachers import FunctionTeacher, NetTeacher
 from kickstart.kickstarting.term import KickstartTerm
 from kickstart.learner import Learner, LossContext
 from kickstart.losses.kickstart import distillation_loss
+from kickstart.methods import Config, load_config
 from kickstart.metrics import read_metrics
 from kickstart.nets import AgentOutput, build_net
+from kickstart.runtime.placement import Placement
 from kickstart.runtime.unroll import Actor, Field, allocate, net_inputs, unroll_fields
 from kickstart.specs import EnvSpec
 from kickstart.train import Trainer, net_num_logits, train
@@ -403,7 +408,7 @@ def test_build_is_empty_without_teachers_and_complete_with_them():
     cfg = load_config(None, ["env.id=minatar5", f"kickstart.teachers={teachers}"])
     setup = kickstarting.build(cfg, spec)
     assert [t.name for t in setup.terms] == ["kickstart"]
-    assert setup.extra_fields == {"teacher_logits/c": Field((6,), torch.float32)}
+    assert setup.extra_fields == {"teacher_logits/c": Field((6,), torch.float32)} and setup.split_inference == []
     factory = pickle.loads(pickle.dumps(setup.hook_factory))    # sent to actor processes
     (hook,) = factory(cfg, spec)
     assert hook.fields == setup.extra_fields and hook.tasks.tolist() == [spec.task_names.index("minatar:Breakout")]
@@ -438,7 +443,8 @@ def test_kickstarted_training_runs_logs_its_metrics_and_leaves_the_teacher_alone
                              f"kickstart.teachers={{brk: {{path: '{tiny_teacher}', tasks: [minatar:Breakout]}}}}"])
     setup = kickstarting.build(cfg, env_spec(cfg.env))
     (out_dir / "student").mkdir()
-    trainer = Trainer(cfg, out_dir / "student", setup.terms, setup.hook_factory, setup.extra_fields)
+    trainer = Trainer(cfg, out_dir / "student", setup.terms, setup.hook_factory, setup.extra_fields,
+                      split_inference=setup.split_inference)
     try:
         assert trainer.run_until(cfg.run.total_frames)
         (hook,) = trainer.backend.actors[0].hooks
@@ -491,7 +497,8 @@ def test_pure_distillation_lowers_the_kl(tiny_teacher, tmp_path, out_dir, learni
                              f"runtime.seed={learning_seed}", f"kickstart.teachers={{sharp: {{path: '{sharp}'}}}}"])
     setup = kickstarting.build(cfg, env_spec(cfg.env))
     logger = ListLogger()
-    trainer = Trainer(cfg, out_dir / "distill", setup.terms, setup.hook_factory, setup.extra_fields, loggers=[logger])
+    trainer = Trainer(cfg, out_dir / "distill", setup.terms, setup.hook_factory, setup.extra_fields, loggers=[logger],
+                      split_inference=setup.split_inference)
     try:
         assert trainer.run_until(cfg.run.total_frames)
     finally:
@@ -525,7 +532,8 @@ def test_pure_distillation_trains_the_policy_only_and_nothing_once_lambda_is_zer
     setup = kickstarting.build(cfg, spec)
     torch.manual_seed(0)
     net = build_net(cfg.net, spec)
-    learner = Learner(net, cfg.learner, 10_000, setup.terms, device=torch.device("cpu"))
+    learner = Learner(net, cfg.learner, 10_000, setup.terms, device=torch.device("cpu"),
+                      placement=Placement(setup.split_inference))
     env = make_batched_env(cfg.env, [0] * 4, 0, spec=spec)
     actor = Actor(env, net, 6, seed=0)
     buf = allocate(unroll_fields(spec, net_num_logits(net), net.initial_state(1)), 6, 4)
@@ -547,7 +555,7 @@ def test_pure_distillation_trains_the_policy_only_and_nothing_once_lambda_is_zer
 
 def test_a_task_teacher_map_says_which_tasks_each_teacher_covers(tiny_ff_teacher):
     """kickstart.task_teachers: one teacher may cover several tasks, a task not in the map gets no term."""
-    from kickstart.kickstarting.hooks import coverage
+    from kickstart.kickstarting.plan import coverage
 
     teachers = f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}'}}, other: {{path: '{tiny_ff_teacher}'}}}}"
     cfg = load_config(None, ["env.id=minatar5", teachers, "kickstart.task_teachers={minatar:Breakout: brk, "
@@ -571,7 +579,8 @@ def test_local_actor_processes_load_the_teacher_themselves(tiny_teacher, out_dir
                              f"run.out_dir={out_dir}", "run.name=local",
                              f"kickstart.teachers={{brk: {{path: '{tiny_teacher}'}}}}"])
     setup = kickstarting.build(cfg, env_spec(cfg.env))
-    result = train(cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields)
+    result = train(cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields,
+                   split_inference=setup.split_inference)
     assert result.frames >= 1600
     assert "kickstart/brk/kl" in result.metrics and math.isfinite(result.metrics["kickstart/brk/kl"])
     assert result.metrics["kickstart/brk/coverage"] == 1.0
@@ -609,7 +618,8 @@ def test_a_good_teacher_gets_the_student_to_a_threshold_in_fewer_frames(seed, ou
     kick_cfg = load_config("configs/minatar_breakout.yaml", common + [
         f"run.name=kick-{seed}", "kickstart.teachers={expert: {path: teachers/minatar-breakout.pt}}"])
     setup = kickstarting.build(kick_cfg, env_spec(kick_cfg.env))
-    train(kick_cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields)
+    train(kick_cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields,
+          split_inference=setup.split_inference)
     threshold = 2.0
     scratch = frames_to_reach(out_dir / f"scratch-{seed}" / "metrics.csv", "minatar:Breakout", threshold)
     kick = frames_to_reach(out_dir / f"kick-{seed}" / "metrics.csv", "minatar:Breakout", threshold)
@@ -630,7 +640,7 @@ def ff_teacher(meanings=MINATAR, channels=4, seed=1):
 
 
 def test_auto_placement_splits_feed_forward_module_teachers_and_puts_the_others_in_the_actors():
-    from kickstart.kickstarting.teachers import placement
+    from kickstart.kickstarting.plan import placement
 
     spec = spec_of()
     ff, rec = bind(ff_teacher(), spec), bind(lstm_teacher(), spec)
@@ -648,8 +658,9 @@ def test_auto_placement_splits_feed_forward_module_teachers_and_puts_the_others_
 
 @pytest.mark.parametrize("max_rows", [None, 7])
 def test_a_teacher_in_the_learner_gives_the_loss_and_metrics_of_the_same_teacher_in_the_actors(max_rows):
-    """The same real unrolls, scored by a term that reads the actors' logits and by one that runs the
-    teacher itself on the batch (columns it covers only; in pieces of ``max_rows`` rows)."""
+    """The same real unrolls, scored by a term that reads the actors' logits and by one whose batch the
+    learner's placement completed by running the teacher itself (columns it covers only; in pieces
+    of ``max_rows`` rows)."""
     cfg = EnvConfig(id="minatar5", sticky_actions=0.0)
     env = make_batched_env(cfg, [0, 1, 2, 3, 4, 1], seed=5)
     spec = env.spec
@@ -666,12 +677,16 @@ def test_a_teacher_in_the_learner_gives_the_loss_and_metrics_of_the_same_teacher
     actor.close()
     ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")}, lambda_0=0.7)
     in_actors = KickstartTerm(ks, {"ff": covered}, spec.num_tasks)
-    in_learner = KickstartTerm(ks, {"ff": covered}, spec.num_tasks, {"ff": bind(ff_teacher(meanings), spec)})
-    in_learner.max_rows = max_rows
+    in_learner = KickstartTerm(ks, {"ff": covered}, spec.num_tasks, filled={"ff"})
+    inference = learner_inference("ff", bind(ff_teacher(meanings), spec), covered, spec.num_tasks, split=False)
+    inference.max_rows = max_rows
+    placement = Placement([inference])
     out, _ = student(*net_inputs(buf["obs"], buf["last_action"], buf["reward"], buf["first"]),
                      tuple(buf[k] for k in buf if k.startswith("core_state.")), buf["task"])
+    published = in_learner.actor_hparams(dict(in_learner.hparams), 0)      # the teacher's lambda, as the learner's
+    filled = placement.fill({k: v for k, v in buf.items() if k != hook.key}, published)
     results = []
-    for term, batch in ((in_actors, buf), (in_learner, {k: v for k, v in buf.items() if k != hook.key})):
+    for term, batch in ((in_actors, buf), (in_learner, filled)):
         logits = out.policy_logits.detach().requires_grad_()
         ctx = LossContext(batch=batch, out=AgentOutput(logits, out.baseline, {}), dist=Categorical(6),
                           hparams=dict(term.hparams), reduction="sum", frames=0)
@@ -689,17 +704,20 @@ def test_a_learner_teacher_with_lambda_zero_is_not_run():
     fn = CountingTeacher()
     spec = spec_of()
     ks = KickstartConfig(teachers={"t": TeacherConfig(callable="x:y")}, lambda_0=1.0)
-    term = KickstartTerm(ks, {"t": [0, 2]}, 3, {"t": bind(FunctionTeacher("t", fn), spec)})
+    term = KickstartTerm(ks, {"t": [0, 2]}, 3, filled={"t"})
+    placement = Placement([learner_inference("t", bind(FunctionTeacher("t", fn), spec), [0, 2], 3, split=False)])
     batch, _, out = context()
     batch = {k: v for k, v in batch.items() if not k.startswith("teacher_logits/")}
     obs, first, last_action, reward = random_stream(4, 4)
     batch.update(obs=obs, first=first, last_action=last_action, reward=reward)
     calls = fn.calls
-    ctx = LossContext(batch=batch, out=out, dist=Categorical(6), hparams=dict(term.hparams, **{"kickstart/alpha": 0.0}),
-                      reduction="mean", frames=0)
+    hparams = dict(term.hparams, **{"kickstart/alpha": 0.0})
+    ctx = LossContext(batch=placement.fill(batch, term.actor_hparams(hparams, 0)), out=out, dist=Categorical(6),
+                      hparams=hparams, reduction="mean", frames=0)
     loss, metrics = term(ctx)
     assert fn.calls == calls and loss.item() == 0.0 and "kickstart/t/kl" not in metrics
     ctx.hparams["kickstart/alpha"] = 1.0
+    ctx.batch = placement.fill(batch, term.actor_hparams(ctx.hparams, 0))
     loss, metrics = term(ctx)
     assert fn.calls == calls + 1 and metrics["kickstart/t/coverage"] == pytest.approx(0.5)
 
@@ -718,11 +736,15 @@ def test_a_feed_forward_teacher_is_split_by_default_frozen_and_outside_the_optim
     setup = kickstarting.build(cfg, env_spec(cfg.env))
     assert list(setup.extra_fields) == ["teacher_logits/brk"]              # the actors' share goes here
     (term,) = setup.terms
-    assert term.split == {"brk"} and set(term.learner_teachers) == {"brk"}
-    teacher_net = term.learner_teachers["brk"].teacher.net
+    (inference,) = setup.split_inference                                   # the learner runs the rest
+    assert inference.share == "kickstart/actor_share" and inference.field == "teacher_logits/brk"
+    assert term.filled == {"brk"}
+    teacher_net = inference.net.teacher.net
     (out_dir / "student").mkdir()
-    trainer = Trainer(cfg, out_dir / "student", setup.terms, setup.hook_factory, setup.extra_fields)
+    trainer = Trainer(cfg, out_dir / "student", setup.terms, setup.hook_factory, setup.extra_fields,
+                      split_inference=setup.split_inference)
     try:
+        assert trainer.placement.items == [inference] and trainer.learner.placement is trainer.placement
         assert trainer.run_until(cfg.run.total_frames)
         (hook,) = trainer.backend.actors[0].hooks
         assert hook.split and not hook.teacher.recurrent
@@ -742,24 +764,26 @@ def test_a_feed_forward_teacher_is_split_by_default_frozen_and_outside_the_optim
                                    f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}'}}}}",
                                    "kickstart.placement=actor"])
     actor_setup = kickstarting.build(actor_cfg, env_spec(actor_cfg.env))
-    assert list(actor_setup.extra_fields) == ["teacher_logits/brk"] and actor_setup.terms[0].learner_teachers == {}
+    assert list(actor_setup.extra_fields) == ["teacher_logits/brk"] and actor_setup.split_inference == []
     learner_cfg = load_config(None, ["env.id=minatar5",
                                      f"kickstart.teachers={{brk: {{path: '{tiny_ff_teacher}'}}}}",
                                      "kickstart.placement=learner"])
     learner_setup = kickstarting.build(learner_cfg, env_spec(learner_cfg.env))
     assert learner_setup.extra_fields == {} and learner_setup.hook_factory is None     # nothing in the actors
-    assert learner_setup.terms[0].split == set()
+    assert [i.share for i in learner_setup.split_inference] == [None] and learner_setup.terms[0].filled == {"brk"}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_learner_teacher_follows_the_batch_to_the_gpu():
     spec = spec_of()
     ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")})
-    term = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)})
+    term = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, filled={"ff"})
+    placement = Placement([learner_inference("ff", bind(ff_teacher(), spec), [0, 1, 2], 3, split=False)])
     batch, _, out = context()
     batch = {k: v.cuda() for k, v in batch.items() if not k.startswith("teacher_logits/")}
     obs, first, last_action, reward = random_stream(4, 4)
     batch.update(obs=obs.cuda(), first=first.cuda(), last_action=last_action.cuda(), reward=reward.cuda())
+    batch = placement.fill(batch, {})
     out = AgentOutput(out.policy_logits.cuda(), out.baseline.cuda(), {})
     loss, metrics = term(LossContext(batch=batch, out=out, dist=Categorical(6), hparams=dict(term.hparams),
                                      reduction="mean", frames=0))
@@ -768,7 +792,7 @@ def test_a_learner_teacher_follows_the_batch_to_the_gpu():
 
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_a_bf16_teacher_gives_float32_log_probs_close_to_its_fp32_self(recurrent):
-    from kickstart.kickstarting.teachers import load_bound_teacher
+    from kickstart.kickstarting.adapt import load_bound_teacher
 
     teacher = lstm_teacher() if recurrent else ff_teacher()
     spec = spec_of()
@@ -819,8 +843,8 @@ def test_pbt_evolves_each_teachers_lambda_as_alpha_times_rho(tiny_ff_teacher, tm
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_a_split_teacher_gives_the_loss_of_the_same_teacher_in_the_actors(share):
     """Split placement: the actor hook runs the teacher on the first share of its covered columns,
-    the learner term on the others (where the field holds NaN); the loss and metrics are those of
-    the teacher run entirely in the actors."""
+    the learner's placement on the others (where the field holds NaN); the loss and metrics are
+    those of the teacher run entirely in the actors."""
     cfg = EnvConfig(id="minatar5", sticky_actions=0.0)
     env = make_batched_env(cfg, [0, 1, 2, 3, 4, 1, 1, 0], seed=3)
     spec = env.spec
@@ -844,9 +868,11 @@ def test_a_split_teacher_gives_the_loss_of_the_same_teacher_in_the_actors(share)
     assert ran == round(share * n_cov)                                    # the actor's share of columns
     ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")}, lambda_0=0.7)
     in_actors = KickstartTerm(ks, {"ff": covered}, spec.num_tasks)
-    split = KickstartTerm(ks, {"ff": covered}, spec.num_tasks, {"ff": bind(ff_teacher(meanings), spec)}, {"ff"})
+    split = KickstartTerm(ks, {"ff": covered}, spec.num_tasks, filled={"ff"})
+    placement = Placement([learner_inference("ff", bind(ff_teacher(meanings), spec), covered, spec.num_tasks, True)])
+    completed = placement.fill(buffers[1], split.actor_hparams(dict(split.hparams), 0))
     results = []
-    for term, buf in ((in_actors, buffers[0]), (split, buffers[1])):
+    for term, buf in ((in_actors, buffers[0]), (split, completed)):
         out, _ = student(*net_inputs(buf["obs"], buf["last_action"], buf["reward"], buf["first"]),
                          tuple(buf[k] for k in buf if k.startswith("core_state.")), buf["task"])
         ctx = LossContext(batch=buf, out=out, dist=Categorical(6), hparams=dict(term.hparams), reduction="sum",
@@ -859,36 +885,40 @@ def test_a_split_teacher_gives_the_loss_of_the_same_teacher_in_the_actors(share)
         assert ms[k] == pytest.approx(ma[k], rel=1e-5, abs=1e-6)
 
 
-def test_balance_moves_the_actors_share_towards_the_side_with_slack():
+def test_split_teachers_share_one_published_actor_share_that_the_placement_balances():
+    """The balancing rule itself is tested in test_placement.py; here, kickstarting's use of it."""
+    spec = spec_of()
+    split = [learner_inference(n, bind(ff_teacher(), spec), [0, 1, 2], 3, split=True) for n in ("a", "b")]
+    placement = Placement(split)
+    assert placement.published() == {"kickstart/actor_share": 0.0} and len(placement.balancers) == 1
+    for _ in range(100):
+        placement.balance(0.0)                      # the learner never waits: the actors take everything
+    assert placement.published() == {"kickstart/actor_share": 1.0}
+    assert placement.metrics() == {"kickstart/actor_share": 1.0}
+    learner_only = Placement([learner_inference("ff", bind(ff_teacher(), spec), [0, 1, 2], 3, split=False)])
+    learner_only.balance(0.0)
+    assert "kickstart/actor_share" not in learner_only.published()
+    with pytest.raises(ValueError, match="'rec' is recurrent"):
+        learner_inference("rec", bind(lstm_teacher(), spec), [0], 3, split=True)
+
+
+def test_a_term_whose_learner_teacher_was_not_run_is_an_error():
+    """A trainer given the terms but not the setup's split_inference would silently train on the
+    actors' share only; the term refuses."""
     spec = spec_of()
     ks = KickstartConfig(teachers={"ff": TeacherConfig(path="unused")})
-
-    def term():
-        return KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)}, {"ff"})
-
-    t = term()
-    assert t.actor_hparams(dict(t.hparams), 0)["kickstart/actor_share"] == 0.0
-    shares = []
-    for _ in range(4):                              # the learner never waits beyond its floor: the bottleneck
-        t.balance(0.01)
-        shares.append(t.share)
-    assert shares == pytest.approx([0.1, 0.25, 0.45, 0.65])            # steps 0.1, 0.15, 0.2 (the largest), 0.2
-    t.balance(0.025)                                # within the band above the floor (0.01): hold
-    assert t.share == pytest.approx(0.65)
-    t.balance(0.2)                                  # the learner waits: the actors are the bottleneck
-    assert t.share == pytest.approx(0.55)           # reversed: half the step
-    t.balance(0.01)
-    assert t.share == pytest.approx(0.6)            # reversed again: half again
-    for idle in [0.01, 0.3] * 20:                   # oscillating around the balance point: the smallest step
-        t.balance(idle)
-    assert t._step == pytest.approx(0.025) and 0.0 <= t.share <= 1.0
-    for _ in range(100):
-        t.balance(0.0)
-    assert t.share == 1.0 and t.actor_hparams(dict(t.hparams), 0)["kickstart/actor_share"] == 1.0
-    gpu = term()                                    # a GPU learner waits for the actors most of the time
-    for idle in [0.6, 0.5, 0.55, 0.45] * 10:
-        gpu.balance(idle)
-    assert gpu.share == 0.0
-    learner_only = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, {"ff": bind(ff_teacher(), spec)})
-    learner_only.balance(0.0)
-    assert "kickstart/actor_share" not in learner_only.actor_hparams(dict(learner_only.hparams), 0)
+    term = KickstartTerm(ks, {"ff": [0, 1, 2]}, 3, filled={"ff"})
+    batch, _, out = context()
+    batch = {k: v for k, v in batch.items() if not k.startswith("teacher_logits/")}
+    ctx = LossContext(batch=batch, out=out, dist=Categorical(6), hparams=dict(term.hparams), reduction="mean", frames=0)
+    with pytest.raises(KeyError, match="no 'teacher_logits/ff'.*split_inference"):
+        term(ctx)
+    ctx.batch["teacher_logits/ff"] = torch.full((4, 4, 6), math.nan)   # a split teacher at share 0, not filled
+    with pytest.raises(RuntimeError, match="ff: covered steps without logits.*split_inference"):
+        term(ctx)
+    obs, first, last_action, reward = random_stream(4, 4)
+    batch.update(obs=obs, first=first, last_action=last_action, reward=reward)
+    placement = Placement([learner_inference("ff", bind(ff_teacher(), spec), [0, 1, 2], 3, split=True)])
+    ctx.batch = placement.fill(ctx.batch, {})
+    loss, metrics = term(ctx)
+    assert metrics["kickstart/ff/coverage"] == 1.0 and math.isfinite(metrics["kickstart/ff/kl"])

@@ -12,7 +12,7 @@ The default tier keeps one smoke run per method whose threshold held on 5 seeds 
 
 import pytest
 
-from kickstart.config import load_config
+from kickstart.methods import load_config
 from kickstart.metrics import read_metrics
 from kickstart.train import train
 

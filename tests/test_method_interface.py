@@ -9,13 +9,15 @@ import torch
 import yaml
 
 from kickstart import method as method_module
-from kickstart.config import (Config, ConfigError, PBTConfig, PriorConfig, from_dict, load_config, pbt_eval,
-                              resolve_config, to_dict)
+from kickstart.config import make_config, resolve_config
+from kickstart.configio import from_dict, load, to_dict
 from kickstart.envs import env_spec
+from kickstart.errors import ConfigError
 from kickstart.learner import Learner, LossTerm
 from kickstart.method import Method, MethodSetup, Range, hparam_range
-from kickstart.methods import METHODS, build_methods
+from kickstart.methods import METHODS, Config, build_methods, load_config
 from kickstart.nets import AgentNet, build_agent, build_net
+from kickstart.pbt.config import PBTConfig, PriorConfig, pbt_eval
 
 MULTITASK_MM = {"env": {"id": "minatar5"},
                 "mixmatch": {"components": [{"core": "lstm", "per_task": True}, {"core": "lstm"}]},
@@ -113,37 +115,46 @@ class Toy(Method):
         return "evaluator"
 
 
+ToyConfig = make_config(METHODS + (Toy(),), "ToyConfig")
+"""Runs with the built-in methods and the toy one: the toy is not registered, its config class carries it."""
+
+
+def load_toy(overrides):
+    return resolve_config(load(ToyConfig, None, overrides))
+
+
 @pytest.fixture
-def toy(monkeypatch):
-    """The toy method registered for one test (the registry's built-ins stay as they are)."""
-    monkeypatch.setitem(method_module._REGISTERED, "toy", Toy())
+def toy():
+    """The toy method, through its config class alone (the registry stays as it is)."""
     return Toy
 
 
-def test_a_registered_method_reaches_the_core_through_the_interface(toy):
+def test_a_method_reaches_the_core_through_the_interface(toy):
     from kickstart.pbt.decisions import perturb
 
     base = ["env.id=CartPole-v1", "net.torso=mlp", "pbt.population_size=2"]
     prior = "pbt.mutable={toy/w: {distribution: uniform, low: 0.1, high: %s}}"
-    cfg = load_config(None, base + ["run.name=toy-1", prior % 0.4])
+    cfg = load_toy(base + ["run.name=toy-1", prior % 0.4])
     assert cfg.pbt.eval == "evaluator" and cfg.pbt.mutable["toy/w"].perturb == "add"     # its preferences
-    assert hparam_range("toy/w") == Range(0.0, 0.5)
+    assert hparam_range("toy/w", cfg) == Range(0.0, 0.5)
+    assert hparam_range("toy/w") is None                                  # not registered: the config says it
     rng = np.random.default_rng(0)
-    steps = {perturb(0.45, PriorConfig(), rng, factors=[2.0], step=0.1, name="toy/w") for _ in range(20)}
+    steps = {perturb(0.45, PriorConfig(), rng, factors=[2.0], step=0.1, name="toy/w", methods=type(cfg).methods)
+             for _ in range(20)}
     assert sorted(steps) == pytest.approx([0.35, 0.5])                                   # clipped to its range
     spec = env_spec(cfg.env)
     net = build_agent(cfg, spec)                                                          # its network
     assert net.torso.out_size == 7
     learner = Learner(net, cfg.learner, 1000, [WeightTerm()], device=torch.device("cpu"))
     learner.prepare(0)
-    learner.balance(0.5)                                                                  # no-op hooks
     assert learner.hparams["toy/w"] == 0.25 and learner.published_hparams(0)["toy/w"] == 0.25
     with pytest.raises(ConfigError, match="toy method refuses"):                          # its check
-        load_config(None, base + ["run.name=toy-bad"])
+        load_toy(base + ["run.name=toy-bad"])
     with pytest.raises(ConfigError, match=r"up to 0.9 leaves \[0, 0.5\]"):                # its range
-        load_config(None, base + ["run.name=toy-1", prior % 0.9])
+        load_toy(base + ["run.name=toy-1", prior % 0.9])
     with pytest.raises(ConfigError, match=r"toy/w=0.7 must be in \[0, 0.5\]"):
-        load_config(None, base + ["run.name=toy-1", "pbt.initial_hparams=[{toy/w: 0.7}]"])
+        load_toy(base + ["run.name=toy-1", "pbt.initial_hparams=[{toy/w: 0.7}]"])
+    load_config(None, base + ["run.name=toy-bad", prior % 0.9])       # runs without the toy: none of its checks
 
 
 def test_two_methods_that_build_the_agent_are_an_error(toy):

@@ -8,15 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from kickstart.config import load_config
 from kickstart.envs import env_spec
 from kickstart.errors import ConfigError
 from kickstart.learner import Learner, LossContext
 from kickstart.losses import mixmatch as mm
+from kickstart.methods import load_config
 from kickstart.mixmatch import MixMatchTerm, alpha_value, default_lambda
 from kickstart.mixmatch.net import MixMatchNet
 from kickstart.nets import AgentNet, build_agent, build_net
-from kickstart.runtime.unroll import Actor, allocate, core_state_of, net_inputs, unroll_fields
+from kickstart.runtime.unroll import (
+    Actor,
+    allocate,
+    core_state_of,
+    net_inputs,
+    unroll_fields,
+)
 
 SMALL = ["net.torso=minatar", "net.hidden_size=16", "net.lstm_size=16"]
 ACTION_SPACE = ["mixmatch.components=[{action_set: minimal}, {}]", "mixmatch.share=[torso, core]"]
@@ -675,7 +681,7 @@ def test_pbt_defaults_follow_the_paper_for_alpha_and_evaluation():
     """Without being told: alpha is explored by +-pbt.alpha_step (other values by factors), and a
     multitask M&M population is scored on the central policy alone, a single-task one on pi_mm."""
 
-    from kickstart.config import PriorConfig
+    from kickstart.pbt.config import PriorConfig
     from kickstart.pbt.decisions import perturb
 
     pop = ["pbt.population_size=2", "pbt.mutable.mixmatch/alpha.low=0.001", "pbt.mutable.mixmatch/alpha.high=0.01",
@@ -694,7 +700,8 @@ def test_pbt_defaults_follow_the_paper_for_alpha_and_evaluation():
 
 
 def test_multitask_pbt_evaluates_the_central_policy_alone(tmp_path):
-    from kickstart.pbt.member import MemberSpec, SerialHost
+    from kickstart.pbt.hosts import SerialHost
+    from kickstart.pbt.member import MemberSpec
 
     cfg = load_config(None, SMALL + MULTITASK + TINY_RUN + [
         "runtime.envs_per_actor=10", "learner.batch_size=10", "pbt.population_size=2", "pbt.eval=evaluator",

@@ -11,7 +11,13 @@ import torch
 
 from kickstart.config import NetConfig
 from kickstart.errors import UserError
-from kickstart.nets import AgentNet, AgentOutput, build_net, fitting_torsos, resolve_torso
+from kickstart.nets import (
+    AgentNet,
+    AgentOutput,
+    build_net,
+    fitting_torsos,
+    resolve_torso,
+)
 from kickstart.nets.heads import FactorisedJointHead
 from kickstart.specs import EnvSpec
 

@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from kickstart.config import PBTConfig, PriorConfig, load_config
 from kickstart.errors import ConfigError
+from kickstart.methods import load_config
 from kickstart.pbt import decisions as d
+from kickstart.pbt.config import PBTConfig, PriorConfig
 from kickstart.pbt.controller import check_mutable, initial_hparams
 
 # Returns of a member that plays well and of one that plays badly: 30 each, clearly apart.

@@ -20,9 +20,10 @@ import torch
 
 from kickstart.checkpoint import load_checkpoint
 from kickstart.cli import main
-from kickstart.config import load_config
+from kickstart.methods import load_config
 from kickstart.pbt.controller import Controller, run_population
-from kickstart.pbt.member import MemberReport, MemberSpec, SerialHost
+from kickstart.pbt.hosts import SerialHost
+from kickstart.pbt.member import MemberReport, MemberSpec
 
 TINY = ["env.id=minatar:Breakout", "net.torso=minatar", "net.hidden_size=32", "learner.optimizer=adam",
         "learner.lr_schedule=constant", "learner.loss_reduction=mean", "learner.unroll_length=8",
@@ -135,7 +136,8 @@ def test_explored_hparams_survive_the_restore(tmp_path):
     host = SerialHost()
     ctrl = Controller(cfg, tmp_path, host, {"learning_rate": 1e-3, "entropy_cost": 0.01},
                       rng=np.random.default_rng(0))
-    from kickstart.pbt.controller import Lineage, member_config
+    from kickstart.pbt.controller import member_config
+    from kickstart.pbt.records import Lineage
 
     ctrl.lineage = Lineage(tmp_path, ["entropy_cost", "learning_rate"])
     h0 = host.spawn(MemberSpec(0, member_config(cfg, 0), str(tmp_path / "m0"),

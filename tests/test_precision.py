@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from kickstart import precision
-from kickstart.config import NetConfig, TeacherConfig
+from kickstart.config import NetConfig
+from kickstart.kickstarting.config import TeacherConfig
 from kickstart.nets import build_net
 from kickstart.specs import EnvSpec
 
@@ -172,7 +173,7 @@ def test_teacher_precision_auto_follows_the_cpu(native):
 
 
 def test_the_choice_is_logged_at_start_up_and_in_meta_json(native, tmp_path, capsys):
-    from kickstart.config import load_config
+    from kickstart.methods import load_config
     from kickstart.train import train
 
     native(False)

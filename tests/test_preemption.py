@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from kickstart.checkpoint import load_checkpoint
-from kickstart.config import load_config
+from kickstart.methods import load_config
 from kickstart.train import Trainer
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists() or os.name != "posix",

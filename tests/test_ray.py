@@ -36,12 +36,13 @@ from ray.cluster_utils import Cluster
 
 from kickstart.checkpoint import load_checkpoint
 from kickstart.cli import main
-from kickstart.config import RayConfig, load_config
+from kickstart.config import RayConfig
 from kickstart.errors import ConfigError
+from kickstart.methods import load_config
 from kickstart.pbt.controller import run_population
 from kickstart.pbt.member import MemberSpec
 from kickstart.pbt.ray_host import RayHost
-from kickstart.runtime.backend import actor_seed
+from kickstart.runtime.actor import actor_seed
 from kickstart.runtime.ray_backend import _loopback_only, connect
 from kickstart.runtime.unroll import core_state_of, net_inputs
 from kickstart.train import Trainer

@@ -1,6 +1,6 @@
 """runtime.num_actors=0: actors chosen from the cores (kickstart/runtime/resources.py)."""
 
-from kickstart.config import load_config
+from kickstart.methods import load_config
 from kickstart.pbt.controller import member_config
 from kickstart.runtime.resources import auto_actors, available_cores, resolve_runtime
 

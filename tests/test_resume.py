@@ -20,9 +20,11 @@ import torch
 
 from kickstart.checkpoint import load_checkpoint
 from kickstart.cli import check_resume_changes
-from kickstart.config import load_config, to_dict
+from kickstart.configio import to_dict
 from kickstart.errors import UserError
-from kickstart.train import Trainer, load_run_config, train
+from kickstart.methods import load_config
+from kickstart.rundir import load_run_config
+from kickstart.train import Trainer, train
 
 TINY = ["env.id=minatar:Breakout", "net.torso=minatar", "net.hidden_size=32", "learner.unroll_length=8",
         "learner.batch_size=8", "runtime.envs_per_actor=4", "runtime.backend=serial", "run.progress=false",

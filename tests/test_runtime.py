@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from kickstart.config import load_config
 from kickstart.envs import env_spec, make_batched_env
 from kickstart.learner import Learner
+from kickstart.methods import load_config
 from kickstart.nets import build_net
-from kickstart.runtime.backend import assign_tasks, gather
+from kickstart.runtime.actor import assign_tasks
 from kickstart.runtime.local import LocalBackend
-from kickstart.runtime.unroll import Actor, allocate, core_state_of, net_inputs, unroll_fields
+from kickstart.runtime.unroll import (
+    Actor,
+    allocate,
+    core_state_of,
+    gather,
+    net_inputs,
+    unroll_fields,
+)
 from kickstart.train import Trainer, net_num_logits
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kickstart.config import load_config
+from kickstart.methods import load_config
 from kickstart.train import validate
 
 CONFIGS = sorted(str(p) for p in Path("configs").rglob("*.yaml"))

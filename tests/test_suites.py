@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from kickstart.config import EnvConfig
-from kickstart.envs import (SUITES, capped_score, env_spec, has_normalisation, make_batched_env,
-                            normalised_score, resolve_tasks, suite_score)
-from kickstart.envs import atari
+from kickstart.envs import (
+    SUITES,
+    atari,
+    capped_score,
+    env_spec,
+    has_normalisation,
+    make_batched_env,
+    normalised_score,
+    resolve_tasks,
+    suite_score,
+)
 from kickstart.envs.minatar_reference import RANDOM, REFERENCE
 from kickstart.envs.suites import atari_human_random
 

@@ -7,12 +7,14 @@ from typing import List
 import pytest
 import torch
 
-from kickstart.config import ConfigError, NetConfig, TeacherConfig, load_config
+from kickstart.config import NetConfig
 from kickstart.envs import env_spec
-from kickstart.errors import CheckpointError, UserError
-from kickstart.kickstarting.hooks import task_ids
-from kickstart.kickstarting.teachers import (FunctionTeacher, NetTeacher, action_mapping, bind, load_bound_teacher,
-                                             load_teacher, obs_channels)
+from kickstart.errors import CheckpointError, ConfigError, UserError
+from kickstart.kickstarting.adapt import action_mapping, bind, load_bound_teacher, obs_channels
+from kickstart.kickstarting.config import TeacherConfig
+from kickstart.kickstarting.plan import task_ids
+from kickstart.kickstarting.teachers import FunctionTeacher, NetTeacher, load_teacher
+from kickstart.methods import load_config
 from kickstart.nets import build_net
 from kickstart.specs import EnvSpec
 from kickstart.train import Trainer

@@ -11,12 +11,13 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from kickstart.config import EnvConfig, LearnerConfig, load_config
+from kickstart.config import EnvConfig, LearnerConfig
 from kickstart.envs import env_spec, make_batched_env
 from kickstart.envs.batched import env_seeds
 from kickstart.learner import Learner, vtrace_targets
+from kickstart.methods import load_config
 from kickstart.nets import build_net
-from kickstart.runtime.backend import assign_tasks
+from kickstart.runtime.actor import assign_tasks
 from kickstart.runtime.unroll import Actor, allocate, net_inputs, unroll_fields
 from kickstart.train import net_num_logits
 

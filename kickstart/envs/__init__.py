@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from kickstart.config import EnvConfig
 from kickstart.envs import atari, minatar
 from kickstart.envs.batched import BatchedEnv, Episode, StepResult
-from kickstart.envs.suites import (SUITES, capped_score, has_normalisation, normalised_score,
-                                   suite_score)
+from kickstart.envs.suites import SUITES, capped_score, has_normalisation, normalised_score, suite_score
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 

@@ -11,11 +11,14 @@ Design: where teacher logits are computed is ``kickstart.placement`` (default ``
 * **split between actors and learner** (``auto`` for feed-forward teachers that are torch modules:
   kickstart checkpoints, exported policies, TorchScript files). The actors run the teacher on the
   first ``share`` of the env columns it covers and store the logits with the unroll; the learner
-  (:class:`~kickstart.kickstarting.term.KickstartTerm`) runs it on the rest of the batch, where
-  the stored logits are NaN, on its own device. Every 2 s the trainer reports how much of the time
-  the learner waited for batches, and the term moves ``share`` (``kickstart/actor_share``,
-  published with the parameters) towards the side with slack. Why: a teacher's forward pass costs
-  about a quarter of a learner step here, and which side has room for it depends on the machine.
+  runs it on the rest of the batch, where the stored logits are NaN, on its own device, before the
+  loss term reads them. That is a service of the runtime, not of this package
+  (:class:`kickstart.runtime.placement.SplitInference`, one per teacher, declared by the method's
+  setup as ``split_inference``; the trainer owns their ``Placement``): every 2 s the trainer reports
+  how much of the time the learner waited for batches, and the placement moves ``share``
+  (``kickstart/actor_share``, published with the parameters) towards the side with slack. Why: a
+  teacher's forward pass costs about a quarter of a learner step here, and which side has room for
+  it depends on the machine.
   With the learner on a GPU the teacher is nearly free there and the share stays 0; on 2 CPU cores
   running MinAtar-5, actor and learner are both saturated, and the whole teacher in either place
   cost 19-28% of from-scratch frames/s, against a median 12.9% (1 teacher) and 17.4% (5 experts)
@@ -29,22 +32,27 @@ Design: where teacher logits are computed is ``kickstart.placement`` (default ``
   along each env's stream (carried across unroll boundaries, reset at ``first``), so its logits are
   exactly what it would output had it watched the same stream, which a learner seeing batches of
   unrolls from many actors cannot reproduce. Teacher inference then scales with the actors;
-* **in the learner** (``learner``): the term runs it on each batch, over the columns whose task it
-  covers; nothing extra travels with the unrolls.
+* **in the learner** (``learner``): the trainer's placement runs it on each batch, over the
+  columns whose task it covers (a ``SplitInference`` without a share); nothing extra travels with
+  the unrolls.
 
 A teacher whose current lambda is 0 skips its forward pass in both places (the learner publishes
 ``kickstart/lambda/<name>`` with its parameters; an actor hook reads it in ``set_hparams`` and stores
 NaN, which the loss ignores).
 
-Modules: :mod:`.teachers` (loading frozen teachers of any architecture and adapting observations and
-actions), :mod:`.hooks` (the actor side), :mod:`.term` (the learner side), :mod:`.schedules`
-(lambda schedules); the math is in :mod:`kickstart.losses.kickstart`.
+Modules: :mod:`.names` (every hyperparameter and unroll field name), :mod:`.teachers` (loading
+frozen teachers of any architecture), :mod:`.adapt` (adapting their observations and actions to the
+student's), :mod:`.plan` (the tasks each teacher covers, where it runs, what the learner runs),
+:mod:`.hooks` (the actor side), :mod:`.term` (the loss: weights, distillation, metrics),
+:mod:`.schedules` (lambda schedules), :mod:`.config` (the config section); the math is in
+:mod:`kickstart.losses.kickstart`.
 
 It plugs into a run through :class:`.method.Kickstarting` (a :class:`kickstart.method.Method`,
 registered below). By hand (what ``train`` does with a config that has ``kickstart.teachers``)::
 
     setup = kickstarting.build(cfg, spec)
-    train(cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields)
+    train(cfg, terms=setup.terms, hook_factory=setup.hook_factory, extra_fields=setup.extra_fields,
+          split_inference=setup.split_inference)
 """
 
 from __future__ import annotations

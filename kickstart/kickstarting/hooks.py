@@ -12,7 +12,8 @@ learner runs a network over an unroll: many small per-step forwards cost several
   per unroll, run, scatter back); the column index is computed once per actor (tasks are fixed).
   A teacher split between actors and learner (``placement`` ``"split"``) runs on the first
   ``round(share * n)`` of its ``n`` covered columns, ``share`` being the published
-  ``kickstart/actor_share``; the learner runs it where the field holds NaN.
+  ``kickstart/actor_share`` (:func:`kickstart.runtime.placement.actor_columns`); the learner runs
+  it where the field holds NaN (the trainer's :class:`~kickstart.runtime.placement.Placement`).
 * Recurrent teachers keep one core state per env column, carried across unrolls and reset where
   ``first`` is set (by the teacher's own core, inside the unroll), so the logits are exactly those
   the teacher would output had it watched the same stream step by step (tested).
@@ -32,84 +33,21 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from kickstart.config import Config, KickstartConfig
-from kickstart.errors import UserError
-from kickstart.kickstarting.teachers import BoundTeacher, load_bound_teacher, placement
+from kickstart.config import CoreConfig
+from kickstart.kickstarting.adapt import BoundTeacher, load_bound_teacher
+from kickstart.kickstarting.names import ACTOR_SHARE, field_name, lambda_name
+from kickstart.kickstarting.plan import coverage, placement
+from kickstart.runtime.placement import MAX_ROWS, actor_columns, unroll_in_pieces
 from kickstart.runtime.unroll import Field, net_inputs
 from kickstart.specs import EnvSpec
-
-
-def field_name(teacher: str) -> str:
-    return f"teacher_logits/{teacher}"
-
-
-def lambda_name(teacher: str) -> str:
-    return f"kickstart/lambda/{teacher}"
-
-
-ACTOR_SHARE = "kickstart/actor_share"
-"""Published to the actors: the share of its covered columns on which a split teacher runs in the
-actor (the first ``round(share * n)`` of them); the learner runs it on the others."""
-
-
-def task_ids(name: str, tasks: Sequence[str], spec: EnvSpec) -> list[int]:
-    """Task ids (indices in ``spec.task_names``) of the tasks a teacher covers; [] covers all."""
-    if not tasks:
-        return list(range(spec.num_tasks))
-
-    def norm(t: str) -> str:
-        return t.strip().lower().replace("_", "").replace("-", "")
-
-    exact = {t: i for i, t in enumerate(spec.task_names)}
-    loose = {norm(t): i for i, t in enumerate(spec.task_names)}
-    out = []
-    for t in tasks:
-        i = exact.get(t, loose.get(norm(t)))
-        if i is None:
-            raise UserError(f"teacher {name!r} covers task {t!r}, which is not a task of this run; "
-                            f"tasks: {', '.join(spec.task_names)}")
-        if i not in out:
-            out.append(i)
-    return out
-
-
-def coverage(ks: KickstartConfig, spec: EnvSpec) -> dict[str, list[int]]:
-    """The task ids each teacher covers: from ``kickstart.task_teachers`` (task -> teacher) when it
-    is given, else from each teacher's own ``tasks`` list (empty: every task)."""
-    if not ks.task_teachers:
-        return {name: task_ids(name, tc.tasks, spec) for name, tc in ks.teachers.items()}
-    out: dict[str, list[int]] = {name: [] for name in ks.teachers}
-    for task, name in ks.task_teachers.items():
-        for i in task_ids(name, [task], spec):
-            if i not in out[name]:
-                out[name].append(i)
-    return out
-
-
-def run_teacher(teacher: BoundTeacher, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
-                state: tuple[Tensor, ...], max_rows: int | None) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """``teacher`` over ``[T', n]`` in as few calls as keep each within ``max_rows`` rows (None: one
-    call): consecutive pieces of time, the state carried from one to the next (same logits)."""
-    steps, cols = first.shape
-    pieces = 1 if max_rows is None else max(1, min(steps, -(-steps * cols // max_rows)))
-    if pieces == 1:
-        return teacher.unroll(obs, first, last_action, last_reward, state)
-    out, bounds = [], [steps * i // pieces for i in range(pieces + 1)]
-    for s, e in zip(bounds, bounds[1:]):
-        logits, state = teacher.unroll(obs[s:e], first[s:e], last_action[s:e], last_reward[s:e], state)
-        out.append(logits)
-    return torch.cat(out), state
 
 
 class TeacherHook:
     """Runs one frozen teacher along the actor's env stream (an :class:`ActorHook` with ``finish``:
     once per unroll over its new entries)."""
 
-    max_rows = 512
-    """Rows (entries x envs) per teacher call at most. Measured on one CPU thread (MinAtar torso,
-    feed-forward, 20 x 80 rows): 4.2-4.7 us per row in calls of 320-800 rows, 10-11 in one call of
-    1600, whose buffers glibc's malloc maps fresh each time (~3,200 page faults per call); so an
-    unroll of 20 entries of 80 envs runs as 4 calls."""
+    max_rows = MAX_ROWS
+    """Rows (entries x envs) per teacher call at most (measured: :data:`~kickstart.runtime.placement.MAX_ROWS`)."""
 
     def __init__(self, name: str, teacher: BoundTeacher, tasks: Sequence[int], split: bool = False):
         """``split``: the teacher is split between actors and learner (``placement`` ``"split"``,
@@ -153,7 +91,7 @@ class TeacherHook:
 
     def _run(self, obs: Tensor, first: Tensor, last_action: Tensor, last_reward: Tensor,
              state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        return run_teacher(self.teacher, obs, first, last_action, last_reward, state, self.max_rows)
+        return unroll_in_pieces(self.teacher, obs, first, last_action, last_reward, state, self.max_rows)
 
     def __call__(self, obs: Tensor, first: Tensor, task: Tensor, last_action: Tensor,
                  last_reward: Tensor) -> dict[str, Tensor]:
@@ -178,7 +116,7 @@ class TeacherHook:
             return
         cols = self._columns(buf["task"][start])
         if self.split:
-            cols = cols[:round(self.share * cols.numel())]   # the learner runs the teacher on the others
+            cols = actor_columns(cols, self.share)   # the learner runs the teacher on the others
         if cols.numel() == 0:
             return
         obs, last_action, reward, first = (buf[k][start:] for k in ("obs", "last_action", "reward", "first"))
@@ -207,9 +145,9 @@ class TeacherHook:
             out.index_copy_(1, cols, logits)
 
 
-def make_hooks(cfg: Config, spec: EnvSpec) -> list[TeacherHook]:
+def make_hooks(cfg: CoreConfig, spec: EnvSpec) -> list[TeacherHook]:
     """The hooks of the teachers that run in the actors (``kickstart.placement``, see
-    :func:`~kickstart.kickstarting.teachers.placement`); use as ``HookFactory(make_hooks)``, it runs
+    :func:`~kickstart.kickstarting.plan.placement`); use as ``HookFactory(make_hooks)``, it runs
     in each actor process."""
     hooks = []
     covered = coverage(cfg.kickstart, spec)

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import torch
 
-from kickstart.config import Config
-from kickstart.kickstarting.hooks import coverage, field_name, make_hooks
-from kickstart.kickstarting.teachers import check_name, load_bound_teacher, placement
+from kickstart.config import CoreConfig
+from kickstart.kickstarting.adapt import load_bound_teacher
+from kickstart.kickstarting.config import KickstartConfig
+from kickstart.kickstarting.hooks import make_hooks
+from kickstart.kickstarting.names import check_name, field_name
+from kickstart.kickstarting.plan import coverage, learner_inference, placement
 from kickstart.kickstarting.term import KickstartTerm
 from kickstart.method import Method, MethodSetup
-from kickstart.runtime.backend import HookFactory
+from kickstart.runtime.actor import HookFactory
 from kickstart.runtime.unroll import Field
 from kickstart.specs import EnvSpec
 
 
 class Kickstarting(Method):
     name = "kickstart"
+    section = KickstartConfig
     # kickstart/alpha and kickstart/rho/<teacher> are factors >= 0: PBT explores them by multiplying.
 
-    def enabled(self, cfg: Config) -> bool:
+    def enabled(self, cfg: CoreConfig) -> bool:
         return cfg.kickstart.enabled
 
-    def setup(self, cfg: Config, spec: EnvSpec) -> MethodSetup:
-        """The distillation term, the teachers' actor hooks and the unroll fields they write.
+    def setup(self, cfg: CoreConfig, spec: EnvSpec) -> MethodSetup:
+        """The distillation term, the teachers' actor hooks and the unroll fields they write, and the
+        teachers the learner runs (``split_inference``: the trainer's
+        :class:`~kickstart.runtime.placement.Placement` runs them and balances the split ones).
 
         Every teacher is loaded once here, so that a missing file, an observation shape or actions
         that do not fit, or an unknown task is a one-line :class:`~kickstart.errors.UserError` before
@@ -31,7 +37,7 @@ class Kickstarting(Method):
         ks = cfg.kickstart
         if not ks.enabled:
             return MethodSetup()
-        fields, in_learner, split = {}, {}, set()
+        fields, in_learner = {}, []
         for name in ks.teachers:
             check_name(name)
         covered = coverage(ks, spec)
@@ -39,14 +45,13 @@ class Kickstarting(Method):
             teacher = load_bound_teacher(name, tc, spec)
             where = placement(name, ks.placement, teacher)
             if where in ("learner", "split"):
-                in_learner[name] = teacher
-            if where == "split":
-                split.add(name)
+                in_learner.append(learner_inference(name, teacher, covered[name], spec.num_tasks, where == "split"))
             if where in ("actor", "split"):
                 fields[field_name(name)] = Field((teacher.num_logits,), torch.float32)
-        term = KickstartTerm(ks, covered, spec.num_tasks, in_learner, split)
-        return MethodSetup([term], HookFactory(make_hooks) if fields else None, fields)
+        term = KickstartTerm(ks, covered, spec.num_tasks, filled={i.name for i in in_learner})
+        return MethodSetup([term], HookFactory(make_hooks) if fields else None, fields,
+                           split_inference=in_learner)
 
-    def precisions(self, cfg: Config) -> dict[str, str]:
+    def precisions(self, cfg: CoreConfig) -> dict[str, str]:
         """Each teacher's precision setting (the start-up report and ``meta.json``)."""
         return {name: t.precision for name, t in cfg.kickstart.teachers.items()}

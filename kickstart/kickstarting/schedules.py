@@ -8,7 +8,7 @@ PBT or at 1.
 
 from __future__ import annotations
 
-from kickstart.config import KickstartConfig
+from kickstart.kickstarting.config import KickstartConfig
 from kickstart.schedules import piecewise_linear
 
 

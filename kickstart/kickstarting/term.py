@@ -1,4 +1,4 @@
-"""The kickstarting loss term of the learner.
+"""The kickstarting loss term of the learner: the teachers' weights, the distillation loss, metrics.
 
 The weight of teacher i after ``frames`` env frames is ``lambda_i = schedule(frames) * alpha * rho_i``
 (Schmitt et al. 2018, Sec. 4.2: ``lambda^i_k = alpha_k rho^i_k``, so that PBT can make all weights
@@ -8,33 +8,25 @@ per-teacher PBT evolves ``alpha`` and the ``rho_i``, fixed schedules leave both 
 values. The learner publishes ``kickstart/lambda/<teacher>`` to the actors so that a teacher whose
 weight is 0 is not run.
 
-Teachers placed in the learner (``kickstart.placement``) are held by this term and run here, on the
-batch's covered columns and on the learner's device, before the loss; the others' logits arrive
-with the batch (``teacher_logits/<name>``, written by the actors' hooks). Split teachers (``auto``
-for feed-forward module teachers) are both: the actors run them on a share of the columns
-(``kickstart/actor_share``, published with the parameters) and this term on the rest, where the
-batch holds NaN. :meth:`KickstartTerm.balance` moves the share every few seconds towards whichever
-side has slack, from the learner's idle fraction (``perf/learner_idle``). A teacher whose weight
-is 0 is skipped everywhere.
+Every teacher's logits arrive with the batch as ``teacher_logits/<name>``: written by the actors'
+hooks, or, for teachers placed in the learner or split between both (``kickstart.placement``),
+completed by the trainer's :class:`~kickstart.runtime.placement.Placement` on the learner's device
+before this term runs. Why the term does not run teachers itself: where a teacher runs, and the
+balance between actors and learner, is the runtime's concern and the same for any frozen network;
+this term only weighs what it is given.
 """
 
 from __future__ import annotations
 
 import torch
 
-from kickstart.config import KickstartConfig
-from kickstart.kickstarting.hooks import ACTOR_SHARE, TeacherHook, field_name, lambda_name, run_teacher
+from kickstart.kickstarting.config import KickstartConfig
+from kickstart.kickstarting.names import ALPHA, field_name, lambda_name, rho_name
 from kickstart.kickstarting.schedules import schedule_value
-from kickstart.kickstarting.teachers import BoundTeacher
 from kickstart.learner import LossContext, LossTerm
 from kickstart.losses.kickstart import distillation_loss, masked_means, per_step_stats
-from kickstart.runtime.unroll import net_inputs
 
-ALPHA = "kickstart/alpha"
-
-
-def rho_name(teacher: str) -> str:
-    return f"kickstart/rho/{teacher}"
+__all__ = ["KickstartTerm"]
 
 
 class KickstartTerm(LossTerm):
@@ -42,45 +34,25 @@ class KickstartTerm(LossTerm):
 
     name = "kickstart"
 
-    max_rows = TeacherHook.max_rows
-    """Rows per teacher call on a CPU learner (as in the actors); one call on a GPU."""
-
-    idle_margin_low = 0.01
-    """``balance``: the learner idle less than this above its floor (the smallest idle fraction seen,
-    at most ``idle_floor_cap``: the part of ``get_batch`` that is copying, not waiting) is the
-    bottleneck; the actors take a larger share of the split teachers' work."""
-    idle_margin_high = 0.025
-    """... idle more than this above its floor: the actors are; the learner takes work back."""
-    idle_floor_cap = 0.02
-    """The floor is at most this: a learner idle more than 2% of the time at best has slack."""
-    step_range = (0.025, 0.2)
-    """The share moves by a step that starts at 0.1, grows x1.5 while moves go the same way and
-    halves when they reverse (within this range), so that it converges in a few moves and then
-    stays within a small step of the balance point."""
-
     def __init__(self, cfg: KickstartConfig, covered_tasks: dict[str, list[int]], num_tasks: int,
-                 learner_teachers: dict[str, BoundTeacher] | None = None, split: set[str] | None = None):
+                 filled: set[str] | frozenset[str] = frozenset()):
         """
         Args:
           cfg: the schedule, ``alpha`` and each teacher's ``rho``.
           covered_tasks: per teacher (in ``cfg.teachers``), the task ids it covers.
           num_tasks: tasks of the run.
-          learner_teachers: the teachers this term runs itself (placed in the learner, or split),
-            by name; the others' logits are read from the batch.
-          split: the learner teachers that the actors also run, on a share of the columns they
-            cover (``kickstart/actor_share``, moved by :meth:`balance`): the term reads their logits
-            from the batch and computes them itself where the batch holds NaN.
+          filled: the teachers whose logits the learner completes before this term runs (placed in
+            the learner, or split; :func:`kickstart.kickstarting.plan.learner_inference`): every
+            step they cover must then hold logits, and a batch that lacks them (a trainer not given
+            the run's ``MethodSetup.split_inference``) is an error rather than a silently smaller
+            loss. The others' logits are NaN where the actor did not run the teacher.
         """
         self.cfg = cfg
         self.teachers = list(cfg.teachers)
-        self.learner_teachers = dict(learner_teachers or {})
-        self.split = set(split or ())
-        unknown = self.split - set(self.learner_teachers)
+        self.filled = frozenset(filled)
+        unknown = self.filled - set(self.teachers)
         if unknown:
-            raise ValueError(f"split teachers {sorted(unknown)} must be learner teachers too")
-        self.share = 0.0
-        self._step, self._direction, self._floor = 0.1, 0, 1.0
-        self._devices: dict[str, torch.device] = {}
+            raise ValueError(f"filled teachers {sorted(unknown)} are not teachers of the config")
         self.hparams = {ALPHA: float(cfg.alpha)}
         for t in self.teachers:
             self.hparams[rho_name(t)] = float(cfg.teachers[t].rho)
@@ -98,90 +70,35 @@ class KickstartTerm(LossTerm):
         return {t: lam * hparams[rho_name(t)] for t in self.teachers}
 
     def actor_hparams(self, hparams: dict[str, float], frames: int) -> dict[str, float]:
-        out = {lambda_name(t): w for t, w in self.weights(hparams, frames).items()}
-        if self.split:
-            out[ACTOR_SHARE] = self.share
-        return out
+        return {lambda_name(t): w for t, w in self.weights(hparams, frames).items()}
 
-    def balance(self, idle: float) -> None:
-        """Move split teachers' work towards the side with slack, from the learner's idle fraction
-        over the last few seconds: near its floor, the learner is the bottleneck and the actors take
-        a step more of the columns; clearly above it, the actors are and the learner takes a step
-        back (see ``idle_margin_low``, ``idle_margin_high``, ``step_range``). On a GPU learner, idle
-        most of the time, the share stays at 0."""
-        if not self.split:
-            return
-        self._floor = min(self._floor, idle)
-        floor = min(self._floor, self.idle_floor_cap)
-        if idle < floor + self.idle_margin_low:
-            direction = 1
-        elif idle > floor + self.idle_margin_high:
-            direction = -1
-        else:
-            return
-        low, high = self.step_range
-        if direction == self._direction:
-            self._step = min(high, self._step * 1.5)
-        elif self._direction:
-            self._step = max(low, self._step / 2)
-        self._direction = direction
-        self.share = min(1.0, max(0.0, self.share + direction * self._step))
-
-    def _teacher_logits(self, name: str, batch: dict[str, torch.Tensor], cover: torch.Tensor,
-                        width: int) -> torch.Tensor:
-        """A learner-placed teacher's log-probabilities ``[T, B, L]`` at entries ``0..T-1``, computed
-        on the batch columns with a covered step (0 in the others: masked out by ``cover``)."""
-        teacher = self.learner_teachers[name]
-        device = cover.device
-        if self._devices.get(name) != device:
-            teacher.to(device)
-            self._devices[name] = device
-        T, B = cover.shape
-        cols = cover.any(0).nonzero().squeeze(-1)
-        every = cols.numel() == B
-        if cols.numel() == 0:
-            return torch.zeros(T, B, width, device=device)
-        inputs = [batch[k][:-1] for k in ("obs", "last_action", "reward", "first")]
-        if not every:
-            inputs = [x.index_select(1, cols) for x in inputs]
-        obs, last_action, reward, first = net_inputs(*inputs)
-        logits, _ = run_teacher(teacher, obs, first, last_action, reward, teacher.initial_state(first.shape[1]),
-                                self.max_rows if device.type == "cpu" else None)
-        if torch.isnan(logits).any():
-            raise FloatingPointError(f"teacher {name!r} produced NaN logits")
-        if every:
-            return logits
-        return logits.new_zeros(T, B, logits.shape[-1]).index_copy_(1, cols, logits)
+    def _logits(self, batch: dict[str, torch.Tensor], teacher: str) -> torch.Tensor:
+        key = field_name(teacher)
+        if key not in batch:
+            where = ("the learner computes them (kickstart.placement): give the trainer the method setup's "
+                     "split_inference") if teacher in self.filled else "the actors' hooks write them"
+            raise KeyError(f"the batch has no {key!r}; {where}")
+        return batch[key][:-1]
 
     def __call__(self, ctx: LossContext) -> tuple[torch.Tensor, dict[str, float]]:
         student = ctx.out.policy_logits[:-1]            # entries 0..T-1, as the IMPALA terms
         task = ctx.batch["task"][:-1]
         metrics: dict[str, float] = {}
         masks: dict[str, torch.Tensor] = {}
+        missing: dict[str, torch.Tensor] = {}
         active = []
         for t, lam in self.weights(ctx.hparams, ctx.frames).items():
             metrics[f"kickstart/{t}/lambda"] = lam
             if lam == 0.0:
                 continue                                # no cost: nothing computed
             cover = self.covers[t].to(task.device)[task]
-            if t in self.split and field_name(t) in ctx.batch:
-                # The actors ran the teacher on a share of the columns; run it here where they did not.
-                teacher = ctx.batch[field_name(t)][:-1]
-                need = cover & torch.isnan(teacher[..., 0])
-                if bool(need.any()):
-                    mine = self._teacher_logits(t, ctx.batch, need, student.shape[-1])
-                    teacher = torch.where(need.unsqueeze(-1), mine, teacher)
-                masks[t] = cover
-            elif t in self.learner_teachers:
-                teacher = self._teacher_logits(t, ctx.batch, cover, student.shape[-1])
-                masks[t] = cover
-            else:
-                teacher = ctx.batch[field_name(t)][:-1]
-                # NaN logits: the actor did not run the teacher there (see kickstarting/hooks.py).
-                masks[t] = cover & ~torch.isnan(teacher[..., 0])
+            teacher = self._logits(ctx.batch, t)
+            # NaN logits: the actor did not run the teacher there (see kickstarting/hooks.py).
+            absent = torch.isnan(teacher[..., 0])
+            masks[t] = cover & ~absent
+            if t in self.filled:                        # counted with the stats: no extra device sync
+                missing[t] = (cover & absent).sum()
             active.append((t, lam, teacher))
-        if self.split:
-            metrics["kickstart/actor_share"] = self.share
         if not active:
             metrics["loss/kickstart"] = 0.0
             return student.new_zeros(()), metrics
@@ -203,8 +120,15 @@ class KickstartTerm(LossTerm):
                 total = total + distillation_loss(teacher, student, ctx.dist, lam * masks[t].float(),
                                                   reduction=ctx.reduction)
                 stats[t] = masked_means(per_step_stats(teacher, student, ctx.dist, masks[t]), masks[t])
-        values = torch.stack([torch.stack(v) for v in stats.values()]).tolist()   # one device sync
-        for (t, _, _), (ce, kl, agree, count) in zip(active, values):
+        none = student.new_zeros(())
+        values = torch.stack([torch.stack(v + [missing.get(t, none).to(v[0].dtype)])
+                              for t, v in stats.items()]).tolist()          # one device sync
+        lost = [t for (t, _, _), row in zip(active, values) if row[4]]
+        if lost:
+            raise RuntimeError(f"teacher(s) {', '.join(lost)}: covered steps without logits in the batch; the learner "
+                               f"computes them where the actors did not: give the trainer the method setup's "
+                               f"split_inference")
+        for (t, _, _), (ce, kl, agree, count, _) in zip(active, values):
             if count:
                 metrics[f"kickstart/{t}/cross_entropy"] = ce
                 metrics[f"kickstart/{t}/kl"] = kl

@@ -2,7 +2,7 @@
 
 Components are ordered from the simplest (pi_1) to the target agent (pi_K). Each has a torso, a
 core and a policy head, built from the run's ``net`` settings overridden by its
-:class:`~kickstart.config.ComponentConfig`; the modules named in ``mixmatch.share`` are one module
+:class:`~kickstart.mixmatch.config.ComponentConfig`; the modules named in ``mixmatch.share`` are one module
 used by every component (the paper's Fig. 2: a shared conv torso; for the core curriculum also the
 policy projection). A per-task component (a multitask *specialist*) holds one core and head per
 task, and each env acts with its own task's copy.
@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kickstart.config import ComponentConfig, Config, NetConfig
+from kickstart.config import CoreConfig, NetConfig
 from kickstart.errors import ConfigError
 from kickstart.losses import mixmatch as mmloss
 from kickstart.losses.mixmatch import NEG, chain_weights, mixture_log_probs
+from kickstart.mixmatch.config import ComponentConfig
 from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
 from kickstart.nets.cores import make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
@@ -140,7 +141,7 @@ class MixMatchNet(nn.Module):
     ``generator``, adds ``extras["record"] = {SELECTOR: c}`` (``[T, B]`` int64) and otherwise
     returns ``log pi_mm``, as explicit mode does."""
 
-    def __init__(self, cfg: Config, spec: EnvSpec):
+    def __init__(self, cfg: CoreConfig, spec: EnvSpec):
         super().__init__()
         mm, net = cfg.mixmatch, cfg.net
         if spec.multi_discrete:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from kickstart.config import Config, MixMatchConfig
+from kickstart.config import CoreConfig
 from kickstart.learner import LossContext, LossTerm
 from kickstart.losses import mixmatch as mmloss
 from kickstart.losses.impala import reduce
+from kickstart.mixmatch.config import MixMatchConfig
 from kickstart.mixmatch.net import SELECTOR, component_net_config
 from kickstart.schedules import piecewise_linear
 
@@ -15,7 +16,7 @@ ALPHA = "mixmatch/alpha"
 LAMBDA = "mixmatch/lambda"
 
 
-def default_lambda(cfg: Config) -> float:
+def default_lambda(cfg: CoreConfig) -> float:
     """The paper's lambda (App. C): 1.0 for action-space curricula, 100.0 for core and multitask ones."""
     mm = cfg.mixmatch
     if mm.lambda_mm is not None:

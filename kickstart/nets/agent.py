@@ -112,9 +112,9 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
 
 
 def build_agent(cfg, spec: EnvSpec, methods=None) -> nn.Module:
-    """The network a run trains, from its whole :class:`~kickstart.config.Config`: the network of
-    the method that has one (Mix & Match), else a plain :class:`AgentNet` from ``cfg.net``.
-    ``methods``: those to ask (default: the registered ones, :mod:`kickstart.method`)."""
+    """The network a run trains, from its whole config (:func:`kickstart.config.make_config`): the
+    network of the method that has one (Mix & Match), else a plain :class:`AgentNet` from ``cfg.net``.
+    ``methods``: those to ask (default: the config's own, :func:`kickstart.method.methods_of`)."""
     nets = [(m.name, net) for m in enabled_methods(cfg, methods) if (net := m.network(cfg, spec)) is not None]
     if len(nets) > 1:
         raise ConfigError(f"{' and '.join(n for n, _ in nets)} each build the agent network; use one of them")

@@ -13,7 +13,7 @@ generator. It only moves checkpoints and sets hyperparameters, in this order on 
 5. one lineage record; member i trains on.
 
 Members train concurrently: every idle member is sent ``run_until(run.total_frames)`` and the
-controller handles whichever answers first. Hosting is a :class:`~kickstart.pbt.member.MemberHost`
+controller handles whichever answers first. Hosting is a :class:`~kickstart.pbt.hosts.MemberHost`
 (processes, this process, or Ray later); the controller only uses the handle protocol.
 
 Outputs (``RUN_DIR``): ``members/<i>/`` (each member's run directory), ``pbt/lineage.jsonl`` (one
@@ -24,33 +24,31 @@ frames, member, evaluation and hyperparameters, for plots) and ``metrics.csv``
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
-import json
 import shlex
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from kickstart.config import Config, PBTConfig, resolve_config, save_config
+from kickstart.config import CoreConfig, resolve_config
+from kickstart.configio import save_config
 from kickstart.errors import ConfigError, UserError
+from kickstart.method import methods_of
 from kickstart.pbt import decisions
-from kickstart.pbt.hosts import make_host
-from kickstart.pbt.member import MemberHandle, MemberHost, MemberReport, MemberSpec, default_method
+from kickstart.pbt.config import PBTConfig
+from kickstart.pbt.hosts import MemberHandle, MemberHost, make_host
+from kickstart.pbt.member import MemberReport, MemberSpec, default_method
 from kickstart.pbt.protocol import MemberDied, MemberError
+from kickstart.pbt.records import MEMBERS, Lineage, PopulationResult, describe
 from kickstart.preemption import Preemption
 from kickstart.runtime.resources import resolve_runtime
 
-MEMBERS = "members"
-
-
 # -- checks before anything starts ---------------------------------------------------------------
 
-def learner_hparams(cfg: Config, method: Callable = default_method) -> dict[str, float]:
+def learner_hparams(cfg: CoreConfig, method: Callable = default_method) -> dict[str, float]:
     """The mutable hyperparameters (and configured values) a member's learner will have: the
     learner's own plus those the method's loss terms declare."""
     import torch
@@ -83,7 +81,7 @@ def check_mutable(pbt: PBTConfig, hparams: dict[str, float]) -> None:
                 raise _unknown(f"pbt.initial_hparams[{i}]", name, hparams)
 
 
-def member_config(cfg: Config, index: int) -> Config:
+def member_config(cfg: CoreConfig, index: int) -> CoreConfig:
     """Member ``index``'s config: the population's with its own seed (``runtime.seed + index``) and
     its share of the machine's actors (``runtime.num_actors=0``: the cores split among the members)."""
     cfg = resolve_runtime(cfg, members=cfg.pbt.population_size)
@@ -99,92 +97,6 @@ def initial_hparams(pbt: PBTConfig, defaults: dict[str, float], rng: np.random.G
             hp.update({k: float(v) for k, v in pbt.initial_hparams[i].items()})
         out.append(hp)
     return out
-
-
-# -- records -------------------------------------------------------------------------------------
-
-class Lineage:
-    """``pbt/lineage.jsonl``, ``pbt/population.csv`` and the ``pbt/*`` metrics of ``metrics.csv``."""
-
-    def __init__(self, run_dir: Path, hparam_names: list[str]):
-        from kickstart.metrics import CSVLogger
-
-        d = run_dir / "pbt"
-        d.mkdir(parents=True, exist_ok=True)
-        self.names = hparam_names
-        self._jsonl = open(d / "lineage.jsonl", "a")
-        path = d / "population.csv"
-        new = not path.exists()
-        self._csv_f = open(path, "a", newline="")
-        self._csv = csv.writer(self._csv_f)
-        if new:
-            self._csv.writerow(["time", "member", "frames", "episodes", "event", "eval_mean", "eval_std", "eval_n",
-                                "donor", *self.names])
-        self._metrics = CSVLogger(run_dir / "metrics.csv")
-
-    def record(self, rec: dict) -> dict:
-        rec = {"time": round(time.time(), 3), **rec}
-        self._jsonl.write(json.dumps(rec) + "\n")
-        self._jsonl.flush()
-        return rec
-
-    def row(self, rep: MemberReport, event: str, hparams: dict[str, float], donor: int | None = None) -> None:
-        s = np.asarray(rep.samples, dtype=np.float64)
-        mean = float(s.mean()) if s.size else float("nan")
-        std = float(s.std()) if s.size else float("nan")
-        self._csv.writerow([round(time.time(), 3), rep.index, rep.frames, rep.episodes, event, f"{mean:.6g}",
-                            f"{std:.6g}", int(s.size), "" if donor is None else donor,
-                            *(f"{hparams.get(k, float('nan')):.6g}" for k in self.names)])
-        self._csv_f.flush()
-        m = {f"pbt/{rep.index}/{k}": v for k, v in hparams.items()}
-        if s.size:
-            m[f"pbt/{rep.index}/eval_mean"] = mean
-        self._metrics.write(rep.frames, m)
-
-    def close(self) -> None:
-        self._jsonl.close()
-        self._csv_f.close()
-        self._metrics.close()
-
-
-@dataclass
-class PopulationResult:
-    run_dir: Path
-    reports: dict[int, MemberReport]
-    """Each member's last report."""
-    best: int | None
-    """The member with the highest mean evaluation in its last report."""
-    exploits: int
-    restarts: int
-    interrupted: bool
-    seconds: float
-    hparams: dict[int, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def best_score(self) -> float | None:
-        return None if self.best is None else self.reports[self.best].eval_mean
-
-    def summary_lines(self) -> list[str]:
-        lines = []
-        for i in sorted(self.reports):
-            r = self.reports[i]
-            ev = "-" if r.eval_mean is None else f"{r.eval_mean:.3g}"
-            hp = ", ".join(f"{k}={v:.3g}" for k, v in sorted(self.hparams.get(i, r.hparams).items()))
-            lines.append(f"member {i}: {r.frames:,} frames, eval mean {ev} over {len(r.samples)}; {hp}")
-        if self.best is not None:
-            r = self.reports[self.best]
-            hp = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.hparams.get(self.best, r.hparams).items()))
-            ckpt = self.run_dir / MEMBERS / str(self.best) / "checkpoint.pt"
-            lines.append(f"best member {self.best}: eval mean {r.eval_mean:.4g} over its last {len(r.samples)} "
-                         f"evaluations; {hp}; checkpoint {ckpt}")
-        state = " (interrupted)" if self.interrupted else ""
-        lines.append(f"{self.exploits} exploits, {self.restarts} member restarts, {self.seconds:.0f} s{state}; "
-                     f"lineage: {self.run_dir / 'pbt' / 'lineage.jsonl'}")
-        if self.interrupted:
-            import shlex
-
-            lines.append(f"resume with: kickstart train --resume {shlex.quote(str(self.run_dir))}")
-        return lines
 
 
 # -- the controller ------------------------------------------------------------------------------
@@ -203,7 +115,7 @@ class Controller:
       on_event: called with every lineage record (tests, live displays).
     """
 
-    def __init__(self, cfg: Config, run_dir: str | Path, host: MemberHost, defaults: dict[str, float],
+    def __init__(self, cfg: CoreConfig, run_dir: str | Path, host: MemberHost, defaults: dict[str, float],
                  method: Callable = default_method, rng: np.random.Generator | None = None, resume: bool = False,
                  on_event: Callable[[dict, "Controller"], None] | None = None, console=None):
         self.cfg = cfg
@@ -330,7 +242,7 @@ class Controller:
         base = before
         if donor is not None:
             base = h.call("restore", self.latest[donor].checkpoint)   # the donor's hparams come with it
-        after = decisions.explore(base, self.pbt.mutable, self.rng, self.pbt)
+        after = decisions.explore(base, self.pbt.mutable, self.rng, self.pbt, methods_of(self.cfg))
         if donor is not None or after != before:
             after = h.call("set_hparams", after)    # after the restore: never overwritten by it
             h.call("save")
@@ -373,36 +285,16 @@ class Controller:
             self.on_event(rec, self)
         shown = rec.get("donor") is not None or rec.get("event") in ("restart", "stop", "done")
         if self.console is not None and shown:
-            self.console.print(_describe(rec), markup=False, highlight=False, soft_wrap=True)
+            self.console.print(describe(rec), markup=False, highlight=False, soft_wrap=True)
 
     def _best(self) -> int | None:
         return decisions.best_member({j: r.samples for j, r in self.latest.items()})
 
 
-def _describe(rec: dict) -> str:
-    ev = rec["event"]
-    if ev == "stop":
-        return "pbt: stop requested; members finish their current update"
-    if ev == "restart":
-        return f"pbt: member {rec['member']} restarted ({rec['reason']})"
-    if ev == "done":
-        mean = rec.get("eval_mean")
-        ev_text = "-" if mean is None else f"{mean:.3g}"
-        return f"pbt: member {rec['member']} done at {rec['frames']:,} frames, eval {ev_text}"
-    mean = rec.get("eval_mean")
-    ev_text = "-" if mean is None else f"{mean:.3g}"
-    what = f"pbt: member {rec['member']} at {rec['frames']:,} frames, eval {ev_text}"
-    if rec.get("donor") is not None:
-        what += f", copied member {rec['donor']} ({rec.get('donor_eval_mean', 0):.3g})"
-    if rec.get("explored"):
-        what += ", explored " + ", ".join(f"{k}={rec['hparams_after'][k]:.3g}" for k in rec["explored"])
-    return what
-
-
 # -- the whole population ------------------------------------------------------------------------
 
-def new_population_dir(cfg: Config) -> Path:
-    from kickstart.train import new_run_dir
+def new_population_dir(cfg: CoreConfig) -> Path:
+    from kickstart.rundir import new_run_dir
 
     d = new_run_dir(cfg)
     if (d / MEMBERS).exists() or (d / "pbt").exists():
@@ -411,10 +303,11 @@ def new_population_dir(cfg: Config) -> Path:
     return d
 
 
-def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Callable = default_method,
+def run_population(cfg: CoreConfig, resume_dir: str | Path | None = None, method: Callable = default_method,
                    console=None, on_event: Callable | None = None) -> PopulationResult:
     """Train ``cfg.pbt.population_size`` members with PBT; the population's ``train``."""
-    from kickstart.train import log_precision, run_metadata, validate
+    from kickstart.rundir import log_precision, record_session
+    from kickstart.train import validate
 
     if not cfg.pbt.enabled:
         raise ConfigError("run_population needs pbt.population_size >= 2")
@@ -429,11 +322,7 @@ def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Ca
     else:
         run_dir = new_population_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
-    meta_path = run_dir / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    sessions = meta.setdefault("sessions", [])
-    sessions.append(run_metadata(cfg))
-    meta_path.write_text(json.dumps(meta, indent=2))
+    sessions = record_session(run_dir, cfg)
     log_precision(sessions[-1]["precision"], console)
     rng = np.random.default_rng([cfg.runtime.seed, 0x5EED_9B7, len(sessions)])  # a resume does not replay draws
     controller = Controller(cfg, run_dir, make_host(cfg.pbt.backend, cfg), defaults, method, rng,
@@ -452,5 +341,5 @@ def run_population(cfg: Config, resume_dir: str | Path | None = None, method: Ca
     return result
 
 
-__all__ = ["Controller", "Lineage", "PopulationResult", "check_mutable", "initial_hparams", "learner_hparams",
+__all__ = ["Controller", "PopulationResult", "check_mutable", "initial_hparams", "learner_hparams",
            "member_config", "new_population_dir", "run_population"]

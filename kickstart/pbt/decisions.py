@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from kickstart.config import PBTConfig, PriorConfig, perturb_rule
-from kickstart.method import Range, hparam_range
+from kickstart.method import Method, Range, hparam_range
+from kickstart.pbt.config import PBTConfig, PriorConfig, perturb_rule
 
 # Population metrics: member index -> its evaluation samples (most recent last). A member with no
 # finished evaluation yet may be missing or have an empty sequence.
@@ -139,20 +139,21 @@ def sample_initial(priors: Mapping[str, PriorConfig], rng: np.random.Generator,
 
 
 def perturb(value: float, prior: PriorConfig, rng: np.random.Generator, *, factors: Sequence[float],
-            step: float, name: str = "") -> float:
+            step: float, name: str = "", methods: Sequence[Method] | None = None) -> float:
     """One explore step: ``multiply`` by a random factor, or ``add`` +-``step`` clipped to the range
-    a method declares for ``name`` ([0, 1] where none does); ``auto``: ``add`` for such a weight, by
-    ``name`` (:func:`kickstart.config.perturb_rule`)."""
-    if perturb_rule(name, prior) == "multiply":
+    one of ``methods`` (the run's; None: the registered ones) declares for ``name`` ([0, 1] where none
+    does); ``auto``: ``add`` for such a weight, by ``name`` (:func:`kickstart.pbt.config.perturb_rule`)."""
+    if perturb_rule(name, prior, methods) == "multiply":
         return float(value * factors[int(rng.integers(len(factors)))])
     sign = 1.0 if int(rng.integers(2)) else -1.0
-    r = hparam_range(name) or Range(0.0, 1.0)
+    r = hparam_range(name, methods) or Range(0.0, 1.0)
     return float(min(r.high, max(r.low, value + sign * step)))
 
 
 def explore(hparams: Mapping[str, float], priors: Mapping[str, PriorConfig], rng: np.random.Generator,
-            cfg: PBTConfig) -> dict[str, float]:
+            cfg: PBTConfig, methods: Sequence[Method] | None = None) -> dict[str, float]:
     """The hyperparameters after a ready event's explore step (a new dict; ``hparams`` is untouched).
+    ``methods``: the run's (``type(run_cfg).methods``), which say which hyperparameters are weights.
 
     With probability ``cfg.explore_probability`` every hyperparameter named in ``priors`` is
     perturbed (``perturb``), or with ``cfg.resample_probability`` drawn afresh from its prior;
@@ -166,7 +167,8 @@ def explore(hparams: Mapping[str, float], priors: Mapping[str, PriorConfig], rng
         if cfg.resample_probability > 0 and rng.random() < cfg.resample_probability:
             out[name] = sample_prior(prior, rng, out.get(name))
         else:
-            out[name] = perturb(out[name], prior, rng, factors=cfg.perturb_factors, step=cfg.step, name=name)
+            out[name] = perturb(out[name], prior, rng, factors=cfg.perturb_factors, step=cfg.step, name=name,
+                                methods=methods)
     return out
 
 

@@ -3,7 +3,7 @@
 Each member is a :class:`~kickstart.pbt.member.Member` inside a Ray actor (:class:`MemberActor`),
 placed with Ray's ``SPREAD`` strategy and ``ray.cpus_per_member`` CPUs. The controller drives it
 through :class:`RayMember`, which implements the same handle protocol as the process host
-(:class:`~kickstart.pbt.member.LocalHost`): ``submit`` is an actor method call, ``wait`` is
+(:class:`~kickstart.pbt.hosts.LocalHost`): ``submit`` is an actor method call, ``wait`` is
 ``ray.wait`` and ``stop`` a second, concurrent method call (the actor runs two threads: one for the
 command in flight, one for ``stop``).
 
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kickstart.config import Config
+from kickstart.config import CoreConfig
 from kickstart.pbt.member import MemberSpec
 from kickstart.pbt.protocol import MemberDied, MemberError, claim, error_payload, raise_reply
 from kickstart.runtime.ray_backend import check_cpus, connect, import_ray
@@ -52,7 +52,7 @@ def _frames(path: Path) -> int:
 def place_checkpoint(run_dir: Path, data: bytes) -> Path:
     """Write the controller's copy of a member's checkpoint to ``run_dir/checkpoint.pt``, unless the
     one already there has more frames (a later periodic checkpoint on this node)."""
-    from kickstart.train import CHECKPOINT
+    from kickstart.rundir import CHECKPOINT
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / CHECKPOINT
@@ -68,7 +68,7 @@ def place_checkpoint(run_dir: Path, data: bytes) -> Path:
 class MemberActor:
     """One member inside a Ray actor (``ray.remote(MemberActor)``, two threads). Every command
     answers ``(status, payload, checkpoint bytes or None)``, ``status``/``payload`` as the process
-    protocol of :mod:`kickstart.pbt.member`."""
+    protocol of :mod:`kickstart.pbt.hosts`."""
 
     def __init__(self, spec: MemberSpec, checkpoint: bytes | None = None):
         self.spec = spec
@@ -196,7 +196,7 @@ class RayMember:
 class RayHost:
     """One Ray actor per member, spread over the nodes of the cluster ``cfg.ray`` names."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: CoreConfig):
         self.ray = import_ray("pbt.backend")
         self._owns_ray = connect(cfg.ray)
         self.snapshots: dict[str, Any] = {}

@@ -1,35 +1,21 @@
-"""What the training loop needs from a runtime, and the pieces every backend shares.
+"""What the training loop needs from a runtime, and the backend ``runtime.backend`` picks.
 
 A backend runs :class:`~kickstart.runtime.unroll.Actor` objects somewhere (in this process, in
 local processes, on Ray) and hands the learner batches of unrolls. It knows nothing of the method
-being trained: the actors' network and extra unroll fields come from picklable factories.
+being trained: the actors' network and extra unroll fields come from picklable factories
+(:mod:`kickstart.runtime.actor`, with what else every backend shares about its actors).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from typing import Protocol
 
 import torch
 
-from kickstart.config import Config
-from kickstart.runtime.unroll import ActorHook, Field
-
-
-AgentFactory = Callable[[Config, Any], torch.nn.Module]
-"""A picklable ``fn(cfg, spec)`` -> the network an actor acts with (the trainer passes the registry's
-:func:`kickstart.methods.build_agent`, so an actor process knows every method's network)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class HookFactory:
-    """A picklable recipe for the actor hooks of a run: ``fn(cfg, spec, *args)`` -> hooks."""
-
-    fn: Callable[..., Sequence[ActorHook]]
-    args: tuple = ()
-
-    def __call__(self, cfg: Config, spec) -> list[ActorHook]:
-        return list(self.fn(cfg, spec, *self.args))
+from kickstart.config import CoreConfig
+from kickstart.runtime.actor import AgentFactory, HookFactory
+from kickstart.runtime.resources import resolve_runtime
+from kickstart.runtime.unroll import Field
 
 
 class Backend(Protocol):
@@ -49,18 +35,20 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def assign_tasks(actor_id: int, envs_per_actor: int, num_tasks: int) -> list[int]:
-    """Spread tasks evenly: env j of actor i runs task (i * N + j) mod num_tasks."""
-    base = actor_id * envs_per_actor
-    return [(base + j) % num_tasks for j in range(envs_per_actor)]
+def make_backend(cfg: CoreConfig, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
+                 session: int = 0, agent_factory: AgentFactory | None = None) -> Backend:
+    """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams).
+    ``runtime.num_actors=0`` is resolved here for this machine (:mod:`kickstart.runtime.resources`).
+    ``agent_factory`` builds each actor's network (default :func:`kickstart.nets.build_agent`)."""
+    cfg = resolve_runtime(cfg)
+    if cfg.runtime.backend == "serial":
+        from kickstart.runtime.serial import SerialBackend
 
+        return SerialBackend(cfg, spec, fields, hook_factory, session, agent_factory)
+    if cfg.runtime.backend == "ray":
+        from kickstart.runtime.ray_backend import RayBackend  # ray is an optional extra
 
-def actor_seed(seed: int, actor_id: int, restart: int = 0, session: int = 0) -> int:
-    """Distinct seeds per actor, per restart and per session (a restarted actor or a resumed run
-    must not replay its env stream)."""
-    return (int(seed) * 100_003 + actor_id * 1_009 + restart * 7_919_111 + session * 104_729 + 1) % 2**63
+        return RayBackend(cfg, spec, fields, hook_factory, session, agent_factory)
+    from kickstart.runtime.local import LocalBackend
 
-
-def gather(slots: dict[str, torch.Tensor], fields: dict[str, Field], idx: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Concatenate unrolls along the batch axis: per-step fields -> [T+1, B, ...], others -> [B, ...]."""
-    return {k: torch.cat([slots[k][i] for i in idx], dim=1 if fields[k].per_step else 0) for k in fields}
+    return LocalBackend(cfg, spec, fields, hook_factory, session, agent_factory)

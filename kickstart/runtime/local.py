@@ -21,12 +21,11 @@ import time
 import torch
 import torch.multiprocessing as mp
 
-from kickstart.config import Config
+from kickstart.config import CoreConfig
 from kickstart.errors import UserError
-from kickstart.runtime.backend import AgentFactory, HookFactory, actor_seed, assign_tasks, gather
+from kickstart.runtime.actor import AgentFactory, HookFactory, RestartBudget, build_actor
 from kickstart.runtime.proc import start_shielded
-from kickstart.runtime.resources import resolve_runtime
-from kickstart.runtime.unroll import Field, allocate
+from kickstart.runtime.unroll import Field, allocate, gather
 
 SLOTS_PER_ACTOR = 2
 
@@ -65,7 +64,7 @@ class ParamStore:
         return (v1, hparams) if self.version.value == v1 else (have, None)
 
 
-def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int, slots: dict,
+def _actor_main(actor_id: int, cfg: CoreConfig, spec, seed: int, slots: dict,
                 conn, store: ParamStore, hook_factory: HookFactory | None,
                 agent_factory: AgentFactory | None = None) -> None:
     """Entry point of an actor process."""
@@ -75,20 +74,12 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
     from kickstart.runtime.proc import setup_process
 
     setup_process(cfg.runtime.torch_threads)
-    from kickstart.envs import make_batched_env
-    from kickstart.nets import build_agent
-    from kickstart.runtime.unroll import Actor
-
-    from kickstart.errors import UserError
-
     try:
-        env = make_batched_env(cfg.env, task_ids, seed, spec=spec)
-        net = (agent_factory or build_agent)(cfg, env.spec)
-        hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
+        actor = build_actor(cfg, spec, actor_id, seed, hook_factory, agent_factory)
     except UserError as e:  # a user mistake: report it once instead of dying and being restarted
         conn.send(("error", str(e)))
         return
-    actor = Actor(env, net, cfg.learner.unroll_length, seed, hooks)
+    net = actor.net
     version, hparams = -1, None
     while version < 0:
         version, hparams = store.read_into(net, version)
@@ -112,15 +103,13 @@ def _actor_main(actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int
 class LocalBackend:
     """Actor processes + shared-memory slots; ``get_batch`` runs in the learner's process."""
 
-    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
+    def __init__(self, cfg: CoreConfig, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
                  session: int = 0, agent_factory: AgentFactory | None = None):
         self.cfg = cfg
-        self.session = session
         self.spec = spec
         self.fields = fields
         self.hook_factory = hook_factory
         self.agent_factory = agent_factory
-        self.num_tasks = spec.num_tasks
         rt, lc = cfg.runtime, cfg.learner
         self.unrolls_per_batch = lc.batch_size // rt.envs_per_actor
         need = rt.num_actors * SLOTS_PER_ACTOR + self.unrolls_per_batch
@@ -131,8 +120,7 @@ class LocalBackend:
         self.procs: list = [None] * rt.num_actors
         self.conns: list = [None] * rt.num_actors
         self.assigned: list[set[int]] = [set() for _ in range(rt.num_actors)]
-        self.restarts = [0] * rt.num_actors
-        self.total_restarts = 0
+        self.budget = RestartBudget(cfg, session)
         self.free: collections.deque[int] = collections.deque(range(self.num_slots))
         self.ready: collections.deque[int] = collections.deque()
         self.events: list[str] = []
@@ -141,10 +129,8 @@ class LocalBackend:
     # -- actor processes -------------------------------------------------------------------------
     def _spawn(self, i: int) -> None:
         parent, child = self.ctx.Pipe(duplex=True)
-        seed = actor_seed(self.cfg.runtime.seed, i, self.restarts[i], self.session)
-        tasks = assign_tasks(i, self.cfg.runtime.envs_per_actor, self.num_tasks)
         p = self.ctx.Process(target=_actor_main, name=f"kickstart-actor-{i}", daemon=True,
-                             args=(i, self.cfg, self.spec, tasks, seed, self.slots, child, self.store,
+                             args=(i, self.cfg, self.spec, self.budget.seed_of(i), self.slots, child, self.store,
                                    self.hook_factory, self.agent_factory))
         start_shielded(p)
         child.close()
@@ -170,13 +156,12 @@ class LocalBackend:
         self.conns[i].close()
         self.free.extend(sorted(self.assigned[i]))   # the unroll it was writing is dropped
         self.assigned[i].clear()
-        self.total_restarts += 1
-        self.restarts[i] += 1
-        if self.total_restarts > self.cfg.runtime.actor_restarts:
-            raise RuntimeError(f"actor {i} died (exit code {code}) and the restart budget "
-                               f"runtime.actor_restarts={self.cfg.runtime.actor_restarts} is spent")
-        self.events.append(f"actor {i} died (exit code {code}); restarted ({self.total_restarts} restarts so far)")
+        self.events.append(self.budget.spend(i, f"actor {i} died (exit code {code})"))
         self._spawn(i)
+
+    @property
+    def total_restarts(self) -> int:
+        return self.budget.total
 
     def check_actors(self) -> None:
         for i, p in enumerate(self.procs):
@@ -252,64 +237,3 @@ class LocalBackend:
         for c in self.conns:
             if c is not None:
                 c.close()
-
-
-class SerialBackend:
-    """Everything in one process: the actors step in turn inside ``get_batch`` (tests, debugging)."""
-
-    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 session: int = 0, agent_factory: AgentFactory | None = None):
-        from kickstart.envs import make_batched_env
-        from kickstart.nets import build_agent
-        from kickstart.runtime.unroll import Actor
-
-        self.cfg, self.fields = cfg, fields
-        rt, lc = cfg.runtime, cfg.learner
-        self.unrolls_per_batch = lc.batch_size // rt.envs_per_actor
-        self.events: list[str] = []
-        self.total_restarts = 0                  # actors in this process are never restarted
-        self.actors = []
-        self.nets = []
-        for i in range(rt.num_actors):
-            seed = actor_seed(rt.seed, i, 0, session)
-            env = make_batched_env(cfg.env, assign_tasks(i, rt.envs_per_actor, spec.num_tasks), seed, spec=spec)
-            net = (agent_factory or build_agent)(cfg, env.spec)
-            hooks = hook_factory(cfg, env.spec) if hook_factory is not None else []
-            self.actors.append(Actor(env, net, lc.unroll_length, seed, hooks))
-            self.nets.append(net)
-        self.buffers = [allocate(fields, lc.unroll_length, rt.envs_per_actor) for _ in range(self.unrolls_per_batch)]
-        self._next = 0
-
-    def start(self, params, hparams):
-        self.publish(params, hparams)
-
-    def publish(self, params, hparams):
-        for net, actor in zip(self.nets, self.actors):
-            net.load_state_dict(params)
-            actor.set_hparams(hparams)
-
-    def get_batch(self):
-        for buf in self.buffers:
-            self.actors[self._next].collect(buf)
-            self._next = (self._next + 1) % len(self.actors)
-        return {k: torch.cat([b[k] for b in self.buffers], dim=1 if f.per_step else 0)
-                for k, f in self.fields.items()}
-
-    def close(self):
-        for a in self.actors:
-            a.close()
-
-
-def make_backend(cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
-                 session: int = 0, agent_factory: AgentFactory | None = None):
-    """``session`` salts the actors' seeds (the learner step count on resume: no replayed streams).
-    ``runtime.num_actors=0`` is resolved here for this machine (:mod:`kickstart.runtime.resources`).
-    ``agent_factory`` builds each actor's network (default :func:`kickstart.nets.build_agent`)."""
-    cfg = resolve_runtime(cfg)
-    if cfg.runtime.backend == "serial":
-        return SerialBackend(cfg, spec, fields, hook_factory, session, agent_factory)
-    if cfg.runtime.backend == "ray":
-        from kickstart.runtime.ray_backend import RayBackend   # ray is an optional extra
-
-        return RayBackend(cfg, spec, fields, hook_factory, session, agent_factory)
-    return LocalBackend(cfg, spec, fields, hook_factory, session, agent_factory)

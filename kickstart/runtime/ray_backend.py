@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from kickstart.config import Config, RayConfig
+from kickstart.config import CoreConfig, RayConfig
 from kickstart.errors import ConfigError, UserError
-from kickstart.runtime.backend import AgentFactory, HookFactory, actor_seed, assign_tasks
-from kickstart.runtime.unroll import Field, allocate
+from kickstart.runtime.actor import AgentFactory, HookFactory, RestartBudget, build_actor
+from kickstart.runtime.unroll import Field, allocate, gather
 
 REQUESTS_PER_ACTOR = 2
 """Unroll requests in flight per actor: one being filled, one queued behind it."""
@@ -171,28 +171,15 @@ def _from_wire(x) -> torch.Tensor:
 class UnrollWorker:
     """One :class:`~kickstart.runtime.unroll.Actor` inside a Ray actor process (``ray.remote(UnrollWorker)``)."""
 
-    def __init__(self, actor_id: int, cfg: Config, spec, task_ids: list[int], seed: int,
-                 fields: dict[str, Field], hook_factory: HookFactory | None, agent_factory: AgentFactory | None = None):
+    def __init__(self, actor_id: int, cfg: CoreConfig, spec, seed: int, fields: dict[str, Field],
+                 hook_factory: HookFactory | None, agent_factory: AgentFactory | None = None):
         from kickstart.runtime.proc import setup_process
 
         setup_process(cfg.runtime.torch_threads)
-        self.actor_id, self.cfg, self.spec, self.task_ids, self.seed = actor_id, cfg, spec, task_ids, seed
+        self.actor_id, self.cfg, self.spec, self.seed = actor_id, cfg, spec, seed
         self.fields, self.hook_factory, self.agent_factory = fields, hook_factory, agent_factory
         self.actor = None
-        self.net = None
         self.version = -1
-
-    def _build(self) -> None:
-        """Envs, network and hooks; in the first ``collect`` so that a UserError reaches the learner
-        as a task error (an error in ``__init__`` would only say the actor died)."""
-        from kickstart.envs import make_batched_env
-        from kickstart.nets import build_agent
-        from kickstart.runtime.unroll import Actor
-
-        env = make_batched_env(self.cfg.env, self.task_ids, self.seed, spec=self.spec)
-        self.net = (self.agent_factory or build_agent)(self.cfg, env.spec)
-        hooks = self.hook_factory(self.cfg, env.spec) if self.hook_factory is not None else []
-        self.actor = Actor(env, self.net, self.cfg.learner.unroll_length, self.seed, hooks)
 
     def collect(self, version: int, box: list) -> dict[str, Any]:
         """The next unroll, with the parameters of ``version`` (``box[0]``: their object reference,
@@ -200,11 +187,14 @@ class UnrollWorker:
         when ``version`` is new)."""
         import ray
 
+        # The actor is built in the first call, not in __init__, so that a UserError reaches the
+        # learner as a task error (an error in __init__ would only say the actor died).
         if self.actor is None:
-            self._build()
+            self.actor = build_actor(self.cfg, self.spec, self.actor_id, self.seed, self.hook_factory,
+                                     self.agent_factory)
         if version != self.version:
             params, hparams = ray.get(box[0])
-            self.net.load_state_dict({k: _from_wire(v) for k, v in params.items()})
+            self.actor.net.load_state_dict({k: _from_wire(v) for k, v in params.items()})
             self.actor.set_hparams(hparams)
             self.version = version
         buf = allocate(self.fields, self.cfg.learner.unroll_length, self.cfg.runtime.envs_per_actor)
@@ -220,34 +210,20 @@ class UnrollWorker:
 
 # -- the learner side ------------------------------------------------------------------------------
 
-def gather_unrolls(unrolls: list[dict[str, Any]], fields: dict[str, Field]) -> dict[str, torch.Tensor]:
-    """Concatenate unrolls along the batch axis: per-step fields -> [T+1, B, ...], others -> [B, ...]."""
-    out = {}
-    for k, f in fields.items():
-        parts = [u[k] for u in unrolls]
-        dim = 1 if f.per_step else 0
-        if isinstance(parts[0], np.ndarray):
-            out[k] = torch.from_numpy(np.concatenate(parts, axis=dim))
-        else:
-            out[k] = torch.cat(parts, dim=dim)
-    return out
-
-
 class RayBackend:
     """Ray actors fill unrolls; ``get_batch`` runs in the learner's (driver) process."""
 
-    def __init__(self, cfg: Config, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
+    def __init__(self, cfg: CoreConfig, spec, fields: dict[str, Field], hook_factory: HookFactory | None = None,
                  session: int = 0, agent_factory: AgentFactory | None = None):
         self.ray = import_ray("runtime.backend")
-        self.cfg, self.spec, self.fields, self.hook_factory, self.session = cfg, spec, fields, hook_factory, session
+        self.cfg, self.spec, self.fields, self.hook_factory = cfg, spec, fields, hook_factory
         self.agent_factory = agent_factory
         rt = cfg.runtime
         self.unrolls_per_batch = cfg.learner.batch_size // rt.envs_per_actor
         self.events: list[str] = []
         self.workers: list = [None] * rt.num_actors
         self.seeds = [0] * rt.num_actors
-        self.restarts = [0] * rt.num_actors
-        self.total_restarts = 0
+        self.budget = RestartBudget(cfg, session)
         self.inflight: dict = {}                  # object ref of a requested unroll -> actor index
         self.ready: collections.deque = collections.deque()
         self.version = 0
@@ -265,10 +241,8 @@ class RayBackend:
 
     # -- actors ------------------------------------------------------------------------------------
     def _spawn(self, i: int) -> None:
-        rt = self.cfg.runtime
-        self.seeds[i] = actor_seed(rt.seed, i, self.restarts[i], self.session)
-        tasks = assign_tasks(i, rt.envs_per_actor, self.spec.num_tasks)
-        self.workers[i] = self._worker_cls.remote(i, self.cfg, self.spec, tasks, self.seeds[i], self.fields,
+        self.seeds[i] = self.budget.seed_of(i)
+        self.workers[i] = self._worker_cls.remote(i, self.cfg, self.spec, self.seeds[i], self.fields,
                                                   self.hook_factory, self.agent_factory)
         for _ in range(REQUESTS_PER_ACTOR):
             self._request(i)
@@ -283,14 +257,17 @@ class RayBackend:
             del self.inflight[ref]
         with contextlib.suppress(Exception):  # already dead is what we expect
             self.ray.kill(self.workers[i], no_restart=True)
-        self.total_restarts += 1
-        self.restarts[i] += 1
-        reason = type(error).__name__
-        if self.total_restarts > self.cfg.runtime.actor_restarts:
-            raise RuntimeError(f"Ray actor {i} was lost ({reason}) and the restart budget "
-                               f"runtime.actor_restarts={self.cfg.runtime.actor_restarts} is spent")
-        self.events.append(f"Ray actor {i} lost ({reason}); restarted ({self.total_restarts} restarts so far)")
+        self.events.append(self.budget.spend(i, f"Ray actor {i} lost ({type(error).__name__})"))
         self._spawn(i)
+
+    @property
+    def total_restarts(self) -> int:
+        return self.budget.total
+
+    @property
+    def restarts(self) -> list[int]:
+        """Restarts per actor."""
+        return self.budget.restarts
 
     def _take(self, ref) -> None:
         """Read one finished request; queue its unroll and send the actor its next request."""
@@ -334,7 +311,7 @@ class RayBackend:
                 done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
             for ref in done:
                 self._take(ref)
-        return gather_unrolls([self.ready.popleft() for _ in range(k)], self.fields)
+        return gather([self.ready.popleft() for _ in range(k)], self.fields)
 
     def close(self) -> None:
         if self._closed:

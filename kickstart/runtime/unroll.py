@@ -162,6 +162,23 @@ def allocate(fields: dict[str, Field], unroll_length: int, num_envs: int,
     return out
 
 
+def gather(unrolls, fields: dict[str, Field], idx: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """Concatenate unrolls along the batch axis: per-step fields -> [T+1, B, ...], others -> [B, ...].
+
+    ``unrolls``: a list of unrolls (dicts of tensors, or of numpy arrays as Ray's object store hands
+    them over, joined here without another copy), or, with ``idx``, slots (:func:`allocate` with
+    ``num_slots``) and the indices of the slots to take, in order."""
+    out = {}
+    for k, f in fields.items():
+        parts = [unrolls[k][i] for i in idx] if idx is not None else [u[k] for u in unrolls]
+        dim = 1 if f.per_step else 0
+        if isinstance(parts[0], np.ndarray):
+            out[k] = torch.from_numpy(np.concatenate(parts, axis=dim))
+        else:
+            out[k] = torch.cat(parts, dim=dim)
+    return out
+
+
 def core_state_of(unroll: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     n = sum(1 for k in unroll if k.startswith("core_state."))
     return tuple(unroll[f"core_state.{i}"] for i in range(n))
