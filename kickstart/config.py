@@ -100,6 +100,13 @@ class NetConfig:
     or AMX; fp32 elsewhere; see :mod:`kickstart.precision`), ``fp32``, or ``bf16`` (autocast:
     convolutions and matrix products in bfloat16, parameters, outputs and losses in float32;
     emulated, and several times slower than fp32, where bf16 is not native)."""
+    popart: bool = False
+    """PopArt value head (Hessel et al. 2019; :mod:`kickstart.nets.popart`): one normalised value per
+    task, trained on per-task normalised targets, with the policy-gradient advantage divided by the
+    task's scale, so that tasks whose returns differ by orders of magnitude weigh alike in a
+    multi-task run. Outputs are preserved when the statistics move."""
+    popart_beta: float = 3e-4
+    """Step size of PopArt's running moments per learner update (the paper's 3e-4)."""
 
     def __post_init__(self) -> None:
         s = "net"
@@ -109,6 +116,7 @@ class NetConfig:
         choice(s, "precision", self.precision, PRECISIONS)
         positive(s, "hidden_size", self.hidden_size)
         positive(s, "lstm_size", self.lstm_size)
+        check(0.0 < self.popart_beta <= 1.0, f"net.popart_beta={self.popart_beta} must be in (0, 1]")
         check(len(self.mlp_sizes) > 0 and all(isinstance(v, int) and v > 0 for v in self.mlp_sizes),
                f"net.mlp_sizes={self.mlp_sizes!r} must be a non-empty list of positive integers")
 

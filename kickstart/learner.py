@@ -31,6 +31,7 @@ from kickstart.config import LearnerConfig
 from kickstart.distributions import ActionDist, make_dist
 from kickstart.errors import ConfigError
 from kickstart.losses import impala, vtrace
+from kickstart.nets.popart import PopArtHead
 from kickstart.runtime.placement import Placement
 from kickstart.runtime.unroll import core_state_of, net_inputs
 
@@ -130,6 +131,13 @@ class Learner:
         self.placement = placement if placement is not None else Placement()
         """Frozen networks this learner runs on its batches before the loss terms (the trainer's;
         see :mod:`kickstart.runtime.placement`)."""
+        heads = [m for m in self.net.modules() if isinstance(m, PopArtHead)]
+        if len(heads) > 1:
+            raise ValueError(f"the network has {len(heads)} PopArt value heads; the learner normalises one")
+        self.popart: PopArtHead | None = heads[0] if heads else None
+        """The network's PopArt value head (``net.popart``), whose statistics this learner moves after
+        each update; None: plain values."""
+        self._popart_targets: tuple[torch.Tensor, torch.Tensor] | None = None
         self.optimizer = make_optimizer(self.net.parameters(), cfg)
         self.total_frames = total_frames
         self.hparams: dict[str, float] = {"learning_rate": cfg.learning_rate, "entropy_cost": cfg.entropy_cost}
@@ -202,8 +210,19 @@ class Learner:
         vt = vtrace_targets(batch, log_rhos, values.detach(), cfg)
 
         entropy = self.dist.entropy(logits[:-1])
-        pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages, reduction=red)
-        baseline = cfg.baseline_cost * impala.baseline_loss(values[:-1], vt.vs, reduction=red)
+        if self.popart is None:
+            pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages, reduction=red)
+            baseline = cfg.baseline_cost * impala.baseline_loss(values[:-1], vt.vs, reduction=red)
+        else:
+            # PopArt (Hessel et al. 2019): V-trace on unnormalised values, the value head trained on
+            # each task's normalised targets, the advantage divided by the task's scale; the
+            # statistics move after the optimiser step (step()), preserving the outputs.
+            task = batch["task"][:-1]
+            sigma = self.popart.sigma()[task]
+            pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages / sigma, reduction=red)
+            baseline = cfg.baseline_cost * impala.baseline_loss(
+                out.extras["baseline_normalised"][:-1], self.popart.normalise(vt.vs, task), reduction=red)
+            self._popart_targets = (vt.vs, task)
         ent = self.hparams["entropy_cost"] * impala.entropy_loss(entropy, reduction=red)
         # learner.rl_loss=false: pure distillation, only the method terms train the network.
         total = pg + baseline + ent if cfg.rl_loss else logits.new_zeros(())
@@ -217,6 +236,9 @@ class Learner:
                 "value/mean": values[:-1].mean().item(),
                 "value/target_mean": vt.vs.mean().item(),
             }
+            if self.popart is not None:
+                sig = self.popart.sigma()
+                metrics.update({"popart/sigma_min": sig.min().item(), "popart/sigma_max": sig.max().item()})
         ctx = LossContext(batch=batch, out=out, dist=self.dist, hparams=self.hparams, reduction=red, frames=frames)
         for term in self.terms:
             term_loss, term_metrics = term(ctx)
@@ -249,6 +271,9 @@ class Learner:
                                          f"lower learner.learning_rate (now {lr:g}) or check rewards")
             with self.lock:          # the one window where the state is not consistent
                 self.optimizer.step()
+                if self.popart is not None and self._popart_targets is not None:
+                    self.popart.update(*self._popart_targets)
+                    self._popart_targets = None
                 self.steps += 1
                 if commit is not None:
                     commit()

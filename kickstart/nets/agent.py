@@ -12,6 +12,7 @@ from kickstart.errors import ConfigError
 from kickstart.method import enabled_methods
 from kickstart.nets.cores import State, make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
+from kickstart.nets.popart import PopArtHead
 from kickstart.nets.torsos import make_torso, torso_input
 from kickstart.precision import resolve
 from kickstart.specs import EnvSpec
@@ -25,7 +26,8 @@ class AgentOutput(NamedTuple):
     baseline: torch.Tensor
     """``[T, B]`` state values."""
     extras: dict
-    """Empty for plain agents; methods (e.g. Mix & Match) put per-component outputs here.
+    """Empty for plain agents (but ``baseline_normalised``, ``[T, B]``, with a PopArt value head:
+    :mod:`kickstart.nets.popart`); methods (e.g. Mix & Match) put per-component outputs here.
     ``extras["record"]``, if present, maps unroll field names to ``[T, B, ...]`` values the network
     sampled while acting (e.g. Mix & Match's selector): the actor stores them in the unroll, and the
     learner hands them back through ``replay`` (see :mod:`kickstart.runtime.unroll`)."""
@@ -99,6 +101,10 @@ class AgentNet(nn.Module):
         core_out, state = self.core(x, last_action, last_reward, first, state)
         core_out = core_out.reshape(T * B, -1)
         logits = self.policy_head(core_out).view(T, B, -1)
+        if isinstance(self.baseline_head, PopArtHead):
+            flat_task = None if task is None else task.reshape(-1)
+            baseline, normalised = self.baseline_head(core_out, flat_task)
+            return AgentOutput(logits, baseline.view(T, B), {"baseline_normalised": normalised.view(T, B)}), state
         baseline = self.baseline_head(core_out).view(T, B)
         return AgentOutput(logits, baseline, {}), state
 
@@ -108,7 +114,9 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     torso = make_torso(cfg.torso, spec.obs_shape, cfg.hidden_size, cfg.mlp_sizes)
     core = make_core(cfg.core, torso.out_size, spec.action_nvec, cfg.lstm_size)
     policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
-    return AgentNet(spec, torso, core, policy_head, BaselineHead(core.out_size), cfg.precision)
+    baseline_head = (PopArtHead(core.out_size, spec.num_tasks, cfg.popart_beta) if cfg.popart
+                     else BaselineHead(core.out_size))
+    return AgentNet(spec, torso, core, policy_head, baseline_head, cfg.precision)
 
 
 def build_agent(cfg, spec: EnvSpec, methods=None) -> nn.Module:
