@@ -156,6 +156,9 @@ class LearnerConfig:
     """V-trace rho-bar (clips the importance weights of the value targets)."""
     clip_pg_rho_threshold: float = 1.0
     """V-trace clip of the importance weights in the policy-gradient advantage."""
+    vtrace_lambda: float = 1.0
+    """V-trace's lambda (IMPALA, Remark 2): 1 is the paper's V-trace; below 1 the value targets
+    and advantages weigh later rewards less and the critic more (the lambda-returns on-policy)."""
     loss_reduction: str = "sum"
     """``sum`` over time and batch (IMPALA, TorchBeast; what RMSProp eps=0.1 and the papers'
     learning rates assume), or ``mean``. Every loss term, including the kickstarting and M&M terms,
@@ -191,6 +194,7 @@ class LearnerConfig:
         positive(s, "reward_clip", self.reward_clip, allow_zero=True)
         positive(s, "clip_rho_threshold", self.clip_rho_threshold)
         positive(s, "clip_pg_rho_threshold", self.clip_pg_rho_threshold)
+        unit(s, "vtrace_lambda", self.vtrace_lambda)
         positive(s, "unroll_length", self.unroll_length)
         positive(s, "batch_size", self.batch_size)
 

@@ -109,7 +109,7 @@ def vtrace_targets(batch: dict[str, torch.Tensor], log_rhos: torch.Tensor, value
     return vtrace.from_importance_weights(
         log_rhos, discounts, rewards, values[:-1], values[-1],
         clip_rho_threshold=cfg.clip_rho_threshold, clip_pg_rho_threshold=cfg.clip_pg_rho_threshold,
-        truncated=truncated, final_values=final_values)
+        truncated=truncated, final_values=final_values, lambda_=cfg.vtrace_lambda)
 
 
 class Learner:

@@ -13,8 +13,9 @@ torch.set_num_threads(1)
 
 
 def naive_vtrace(log_rhos, discounts, rewards, values, bootstrap_value,
-                 rho_bar=1.0, pg_rho_bar=1.0, truncated=None, final_values=None):
-    """IMPALA eq. (1), literally, with lambda = 1 and n = T (the rest of the unroll):
+                 rho_bar=1.0, pg_rho_bar=1.0, truncated=None, final_values=None, lam=1.0):
+    """IMPALA eq. (1), literally, with n = T (the rest of the unroll) and Remark 2's lambda
+    (``c_i = lambda * min(1, pi/mu)``; lambda = 1 is eq. (1) itself):
 
         v_t = V(x_t) + sum_{s=t}^{n_t-1} (prod_{i=t}^{s-1} gamma_i c_i) delta_s V
         delta_s V = rho_s (r_s + gamma_s V(x_{s+1}) - V(x_s)),  rho_s = min(rho_bar, pi/mu),
@@ -34,7 +35,7 @@ def naive_vtrace(log_rhos, discounts, rewards, values, bootstrap_value,
     ratio = np.exp(log_rhos)
     rho = ratio if rho_bar is None else np.minimum(rho_bar, ratio)
     rho_pg = ratio if pg_rho_bar is None else np.minimum(pg_rho_bar, ratio)
-    c = np.minimum(1.0, ratio)
+    c = lam * np.minimum(1.0, ratio)
     V = np.concatenate([values, bootstrap_value[None]], axis=0)  # V(x_0), ..., V(x_T)
 
     def V_next(s, b):  # the value the transition s -> s+1 bootstraps from
@@ -373,3 +374,64 @@ def test_shape_validation():
         vtrace.from_importance_weights(**good, clip_rho_threshold=0.0)
     with pytest.raises(ValueError, match="clip_pg_rho_threshold"):
         vtrace.from_importance_weights(**good, clip_pg_rho_threshold=-1.0)
+
+
+# -- lambda (IMPALA, Remark 2) ------------------------------------------------------------------------
+
+def _random_inputs(seed, T=7, B=4, off_policy=True):
+    g = np.random.default_rng(seed)
+    log_rhos = g.normal(0, 0.7, (T, B)) if off_policy else np.zeros((T, B))
+    discounts = 0.95 * (g.random((T, B)) > 0.15)
+    rewards = g.normal(0, 1, (T, B))
+    values = g.normal(0, 1, (T, B))
+    boot = g.normal(0, 1, B)
+    truncated = (g.random((T, B)) > 0.85) & (discounts > 0)
+    final_values = g.normal(0, 1, (T, B))
+    return log_rhos, discounts, rewards, values, boot, truncated, final_values
+
+
+def _torch_vtrace(inputs, lam, **kw):
+    log_rhos, discounts, rewards, values, boot, truncated, final_values = (torch.as_tensor(x) for x in inputs)
+    return vtrace.from_importance_weights(log_rhos, discounts, rewards, values, boot, truncated=truncated.bool(),
+                                          final_values=final_values, lambda_=lam, **kw)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_lambda_matches_naive_reference(lam, seed):
+    inputs = _random_inputs(seed)
+    out = _torch_vtrace(inputs, lam)
+    ref_vs, ref_pg = naive_vtrace(*inputs[:5], truncated=inputs[5], final_values=inputs[6], lam=lam)
+    np.testing.assert_allclose(out.vs.numpy(), ref_vs, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out.pg_advantages.numpy(), ref_pg, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.7, 1.0])
+def test_lambda_on_policy_targets_are_lambda_returns(lam):
+    """On-policy (rho = 1), v_s is the lambda-return G_s = r_s + g_s ((1 - lam) V(x_{s+1}) + lam G_{s+1}),
+    G_T = V(x_T) (no truncation here, so the recursion is the textbook one)."""
+    log_rhos, discounts, rewards, values, boot, _, _ = _random_inputs(7, off_policy=False)
+    out = vtrace.from_importance_weights(*(torch.as_tensor(x) for x in (log_rhos, discounts, rewards, values, boot)),
+                                         lambda_=lam)
+    T, B = rewards.shape
+    V = np.concatenate([values, boot[None]])
+    G = np.zeros((T + 1, B))
+    G[T] = boot
+    for s in reversed(range(T)):
+        G[s] = rewards[s] + discounts[s] * ((1 - lam) * V[s + 1] + lam * G[s + 1])
+    np.testing.assert_allclose(out.vs.numpy(), G[:T], rtol=1e-10, atol=1e-10)
+
+
+def test_lambda_zero_is_one_step_td():
+    log_rhos, discounts, rewards, values, boot, _, _ = _random_inputs(3)
+    out = vtrace.from_importance_weights(*(torch.as_tensor(x) for x in (log_rhos, discounts, rewards, values, boot)),
+                                         lambda_=0.0)
+    V1 = np.concatenate([values[1:], boot[None]])
+    rho = np.minimum(1.0, np.exp(log_rhos))
+    np.testing.assert_allclose(out.vs.numpy(), values + rho * (rewards + discounts * V1 - values), rtol=1e-10)
+
+
+def test_lambda_out_of_range_is_refused():
+    x = torch.zeros(2, 1)
+    with pytest.raises(ValueError, match=r"lambda_=1.5 must be in \[0, 1\]"):
+        vtrace.from_importance_weights(x, x, x, x, torch.zeros(1), lambda_=1.5)

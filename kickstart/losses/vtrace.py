@@ -43,6 +43,7 @@ def from_importance_weights(
     clip_rho_threshold: float | None = 1.0,
     clip_pg_rho_threshold: float | None = 1.0,
     *,
+    lambda_: float = 1.0,
     truncated: Tensor | None = None,
     final_values: Tensor | None = None,
 ) -> VTraceReturns:
@@ -52,7 +53,7 @@ def from_importance_weights(
 
         v_s - V(x_s) = delta_s + discount_s * c_s * (v_{s+1} - V(x_{s+1})),   v_T = V(x_T)
         delta_s      = min(rho_bar, rho_s) * (r_s + discount_s * V(x_{s+1}) - V(x_s))
-        c_s          = min(1, rho_s)
+        c_s          = lambda * min(1, rho_s)
 
     and the advantage of the policy-gradient update (Section 4.2)::
 
@@ -82,16 +83,19 @@ def from_importance_weights(
         ``discounts``). Given with ``final_values``.
       final_values: optional ``[T, B]``, ``V(x'_{s+1})``, the value of the truncated episode's
         final observation, where ``truncated`` (read nowhere else).
+      lambda_: the trace's lambda (IMPALA, Remark 2: ``c_s = lambda * min(1, rho_s)``): 1 is the
+        paper's V-trace; below 1 the targets lean on the critic sooner, trading bias for variance
+        as TD(lambda) does (on-policy they are the lambda-returns).
 
     Returns:
       VTraceReturns(vs ``[T, B]``, pg_advantages ``[T, B]``), in the dtype of the inputs.
     """
     _check_inputs(log_rhos, discounts, rewards, values, bootstrap_value,
-                  clip_rho_threshold, clip_pg_rho_threshold, truncated, final_values)
+                  clip_rho_threshold, clip_pg_rho_threshold, truncated, final_values, lambda_)
     with torch.no_grad():
         rhos = torch.exp(log_rhos)
         clipped_rhos = rhos if clip_rho_threshold is None else rhos.clamp(max=clip_rho_threshold)
-        discounted_cs = discounts * rhos.clamp(max=1.0)  # discount_s * c_s
+        discounted_cs = discounts * lambda_ * rhos.clamp(max=1.0)  # discount_s * c_s
 
         # V(x_{s+1}) for s = 0..T-1, the last one being the bootstrap value.
         values_tp1 = torch.cat([values[1:], bootstrap_value.unsqueeze(0)], dim=0)
@@ -115,7 +119,9 @@ def from_importance_weights(
 
 
 def _check_inputs(log_rhos, discounts, rewards, values, bootstrap_value,
-                  clip_rho_threshold, clip_pg_rho_threshold, truncated, final_values) -> None:
+                  clip_rho_threshold, clip_pg_rho_threshold, truncated, final_values, lambda_=1.0) -> None:
+    if not 0.0 <= lambda_ <= 1.0:
+        raise ValueError(f"vtrace: lambda_={lambda_} must be in [0, 1]")
     if log_rhos.dim() != 2:
         raise ValueError(f"vtrace: log_rhos must be [T, B], got shape {tuple(log_rhos.shape)}")
     for name, x in (("discounts", discounts), ("rewards", rewards), ("values", values)):
