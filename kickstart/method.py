@@ -16,9 +16,11 @@ contribute, and where the core uses it:
                          adding ``+-pbt.add_step`` clipped to the range (every other one by factors)
 ``pbt_eval(cfg)``        what ``pbt.eval: auto`` resolves to for this method, or None (no preference)
 ``check(cfg)``           checks across config sections (one-line ``ConfigError``); never mutates
-``precisions(cfg)``      other networks the method runs, name -> precision setting (start-up report)
+``precisions(cfg)``      other networks the method runs: config key -> precision setting (start-up report)
 ``section``              the dataclass of its config section ``cfg.<name>`` (the run's config class
                          is built from its methods' sections: :func:`kickstart.config.make_config`)
+``report_panels``        its metrics that ``kickstart report`` plots as a figure of their own
+                         (:class:`Panel`: e.g. each teacher's lambda, M&M's alpha and KL)
 =======================  ===========================================================================
 
 A method also declares its config section (``section``, a dataclass; ``name`` is its key). The
@@ -66,6 +68,20 @@ class MethodSetup:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """A figure of ``kickstart report``: every metric whose name starts with ``prefix`` (and ends
+    with ``suffix``, and starts with none of ``exclude``), one subplot each, written to ``filename``."""
+
+    prefix: str
+    filename: str
+    suffix: str = ""
+    exclude: tuple[str, ...] = ()
+
+    def shows(self, metric: str) -> bool:
+        return metric.startswith(self.prefix) and metric.endswith(self.suffix) and not metric.startswith(self.exclude)
+
+
+@dataclass(frozen=True)
 class Range:
     """A mutable hyperparameter that is a weight in ``[low, high]``."""
 
@@ -82,6 +98,8 @@ class Method:
     """The dataclass of its config section (``cfg.<name>``), or None for a method without settings."""
     hparam_ranges: Mapping[str, Range] = MappingProxyType({})
     """Mutable hyperparameters (learner names) that are weights in a range, e.g. ``mixmatch/alpha``."""
+    report_panels: tuple[Panel, ...] = ()
+    """Figures of its own metrics in ``kickstart report``."""
 
     def enabled(self, cfg) -> bool:
         """Whether run ``cfg`` uses this method (its other hooks are only called when it does)."""
@@ -108,7 +126,8 @@ class Method:
         return None
 
     def precisions(self, cfg) -> dict[str, str]:
-        """Other networks the method runs beside the agent, name -> precision setting."""
+        """Other networks the method runs beside the agent: the config key of each one's precision
+        setting (e.g. ``kickstart.teachers.expert.precision``) -> the setting."""
         return {}
 
 

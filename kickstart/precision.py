@@ -96,14 +96,15 @@ def describe(device_types: tuple[str, ...] = ("cpu", "cuda")) -> dict[str, bool]
     return {d: native_bf16(d) for d in device_types if d != "cuda" or torch.cuda.is_available()}
 
 
-def plan(net_precision: str, learner_device: str, teachers: dict[str, str] | None = None) -> dict:
+def plan(net_precision: str, learner_device: str, others: dict[str, str] | None = None) -> dict:
     """What each precision setting of a run resolves to on this machine: the network in the actors
-    (CPU) and in the learner (``learner_device``), and each teacher on the CPU. Written to
+    (CPU) and in the learner (``learner_device``), and each other network a method runs, by the
+    config key of its setting (``others``, e.g. a kickstarting teacher's), on the CPU. Written to
     ``meta.json`` with every session, since a resumed run may land on another machine."""
     return {"native_bf16": describe(),
             "net": {"setting": net_precision, "actors": resolve(net_precision, "cpu"),
                     "learner": resolve(net_precision, learner_device), "learner_device": learner_device},
-            "teachers": {name: {"setting": p, "cpu": resolve(p, "cpu")} for name, p in (teachers or {}).items()}}
+            "others": {key: {"setting": p, "cpu": resolve(p, "cpu")} for key, p in (others or {}).items()}}
 
 
 def plan_lines(p: dict) -> list[str]:
@@ -112,10 +113,10 @@ def plan_lines(p: dict) -> list[str]:
     native = ", ".join(f"{d} {'yes' if v else 'no'}" for d, v in p["native_bf16"].items())
     net = p["net"]
     parts = [f"net.precision={net['setting']}: actors {net['actors']}, learner {net['learner']}"]
-    parts += [f"teacher {n} {t['cpu']}" for n, t in p["teachers"].items()]
+    parts += [f"{key}={o['setting']}: {o['cpu']}" for key, o in p["others"].items()]
     lines = [f"precision (native bf16: {native}): {'; '.join(parts)}"]
     checks = [("net.precision", net["setting"], "cpu"), ("net.precision", net["setting"], net["learner_device"])]
-    checks += [(f"kickstart.teachers.{n}.precision", t["setting"], "cpu") for n, t in p["teachers"].items()]
+    checks += [(key, o["setting"], "cpu") for key, o in p["others"].items()]
     for what, setting, device in checks:
         line = slow_bf16_warning(what, setting, device)
         if line is not None and line not in lines:

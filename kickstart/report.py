@@ -31,6 +31,8 @@ from typing import Sequence
 import numpy as np
 
 from kickstart.errors import UserError
+from kickstart.method import Panel
+from kickstart.methods import METHODS
 from kickstart.metrics import read_metrics
 from kickstart.plot import subplot_grid
 
@@ -234,14 +236,11 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
     fig.savefig(p, dpi=100)
     plt.close(fig)
     written.append(p)
-    # 2. per-task curves, 3. teacher weights, 4. Mix & Match: alpha, KL, collision entropy and the
-    # marginal action distribution over training (M&M Fig. 5)
-    panels = (("episode/return/", "tasks.png", lambda n: True),
-              ("kickstart/", "lambda.png", lambda n: n.endswith("/lambda")),
-              ("mixmatch/", "mixmatch.png", lambda n: not n.startswith(("mixmatch/weight/", "mixmatch/lambda"))))
-    for prefix, fname, keep in panels:
-        names = sorted({n for runs in groups.values() for r in runs for n in _metrics_of(r)
-                        if n.startswith(prefix) and keep(n)})
+    # 2. per-task curves, then each method's own figures (Method.report_panels)
+    panels = (Panel("episode/return/", "tasks.png"), *(p for m in METHODS for p in m.report_panels))
+    for panel in panels:
+        fname = panel.filename
+        names = sorted({n for runs in groups.values() for r in runs for n in _metrics_of(r) if panel.shows(n)})
         if not names:
             continue
         fig, axes = subplot_grid(names, height=3.3)

@@ -18,7 +18,7 @@ from typing import Sequence
 from kickstart.configio import apply_overrides, from_dict
 from kickstart.errors import CheckpointError, UserError
 from kickstart.method import enabled_methods
-from kickstart.methods import METHODS, Config
+from kickstart.methods import Config
 from kickstart.runtime.resources import available_cores, resolve_runtime
 
 CHECKPOINT = "checkpoint.pt"
@@ -42,7 +42,7 @@ def precision_plan(cfg: Config) -> dict:
     from kickstart.learner import pick_device
     from kickstart.precision import plan
 
-    others = {name: p for m in enabled_methods(cfg, METHODS) for name, p in m.precisions(cfg).items()}
+    others = {key: p for m in enabled_methods(cfg) for key, p in m.precisions(cfg).items()}
     return plan(cfg.net.precision, pick_device(cfg.learner.device).type, others)
 
 

@@ -174,3 +174,16 @@ def test_the_base_class_contributes_nothing():
         term(None)
     with pytest.raises(ValueError, match="no name"):
         method_module.register(Method())
+
+
+def test_report_panels_select_the_methods_metrics():
+    """``kickstart report`` draws each method's figures from what the method declares."""
+    from kickstart.method import Panel
+    from kickstart.methods import METHODS
+
+    panels = {p.filename: p for m in METHODS for p in m.report_panels}
+    assert panels["lambda.png"].shows("kickstart/expert/lambda") and not panels["lambda.png"].shows("kickstart/alpha")
+    mm = panels["mixmatch.png"]
+    assert mm.shows("mixmatch/alpha") and mm.shows("mixmatch/kl")
+    assert not mm.shows("mixmatch/weight/0") and not mm.shows("mixmatch/lambda") and not mm.shows("loss/total")
+    assert Panel("a/", "a.png", suffix="/x", exclude=("a/b",)).shows("a/c/x") and not Panel("a/", "a.png").shows("b/a/")

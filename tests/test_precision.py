@@ -189,3 +189,19 @@ def test_the_choice_is_logged_at_start_up_and_in_meta_json(native, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     warnings = [line for line in err if line.startswith("kickstart: warning: net.precision=bf16")]
     assert len(warnings) == 1 and "slower than fp32" in warnings[0]
+
+
+def test_plan_reports_the_networks_methods_run_by_their_config_keys(monkeypatch):
+    """A kickstarting teacher's precision is reported (and warned about) under its own config key, as
+    the method declares it; the core names no method."""
+    from kickstart.methods import load_config
+    from kickstart.precision import plan_lines
+    from kickstart.rundir import precision_plan
+
+    monkeypatch.setenv("KICKSTART_NATIVE_BF16", "0")
+    cfg = load_config("configs/kickstart_breakout.yaml", ["kickstart.teachers.breakout.precision=bf16"])
+    p = precision_plan(cfg)
+    assert p["others"] == {"kickstart.teachers.breakout.precision": {"setting": "bf16", "cpu": "bf16"}}
+    info, *warnings = plan_lines(p)
+    assert "kickstart.teachers.breakout.precision=bf16: bf16" in info
+    assert any("kickstart.teachers.breakout.precision" in w for w in warnings)

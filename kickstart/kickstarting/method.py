@@ -11,7 +11,7 @@ from kickstart.kickstarting.hooks import make_hooks
 from kickstart.kickstarting.names import check_name, field_name
 from kickstart.kickstarting.plan import coverage, learner_inference, placement
 from kickstart.kickstarting.term import KickstartTerm
-from kickstart.method import Method, MethodSetup
+from kickstart.method import Method, MethodSetup, Panel
 from kickstart.runtime.actor import HookFactory
 from kickstart.runtime.unroll import Field
 from kickstart.specs import EnvSpec
@@ -19,6 +19,7 @@ from kickstart.specs import EnvSpec
 
 class Kickstarting(Method):
     name = "kickstart"
+    report_panels = (Panel("kickstart/", "lambda.png", suffix="/lambda"),)   # each teacher's weight (Fig. 2, 4)
     section = KickstartConfig
     # kickstart/alpha and kickstart/rho/<teacher> are factors >= 0: PBT explores them by multiplying.
 
@@ -54,4 +55,4 @@ class Kickstarting(Method):
 
     def precisions(self, cfg: CoreConfig) -> dict[str, str]:
         """Each teacher's precision setting (the start-up report and ``meta.json``)."""
-        return {name: t.precision for name, t in cfg.kickstart.teachers.items()}
+        return {f"{self.name}.teachers.{name}.precision": t.precision for name, t in cfg.kickstart.teachers.items()}

@@ -7,7 +7,7 @@ import torch
 from kickstart.config import CoreConfig
 from kickstart.configio import to_dict
 from kickstart.errors import ConfigError
-from kickstart.method import Method, MethodSetup, Range
+from kickstart.method import Method, MethodSetup, Panel, Range
 from kickstart.mixmatch.config import MixMatchConfig
 from kickstart.mixmatch.net import SELECTOR, MixMatchNet, target_policy
 from kickstart.mixmatch.term import ALPHA, MixMatchTerm, default_lambda
@@ -23,6 +23,8 @@ class MixMatch(Method):
     name = "mixmatch"
     section = MixMatchConfig
     hparam_ranges = {ALPHA: Range(0.0, 1.0)}
+    # alpha, KL, collision entropy and the marginal action distribution over training (M&M Fig. 5)
+    report_panels = (Panel("mixmatch/", "mixmatch.png", exclude=("mixmatch/weight/", "mixmatch/lambda")),)
     """alpha is a weight in [0, 1], explored by +-pbt.add_step (the paper's)."""
 
     def enabled(self, cfg: CoreConfig) -> bool:
