@@ -714,7 +714,8 @@ def test_multitask_pbt_evaluates_the_central_policy_alone(tmp_path):
         policy = member.setup.eval_policy
         member.setup.eval_policy = lambda net: calls.append(type(net).__name__) or policy(net)
         rep = h.call("run_until", 10**6)
-        assert rep.ready and len(rep.samples) == 2 * 5                  # eval_episodes per task
+        assert rep.ready and len(rep.samples) == 2                      # balanced: each averages the 5 tasks
+        assert [len(w) for w in member._window.windows().values()] == [2] * 5   # eval_episodes per task
         assert calls == ["MixMatchNet"]                                  # the evaluator got pi_K of the M&M net
         assert type(policy(member.trainer.learner.net)).__name__ == "AgentNet"
     finally:

@@ -94,7 +94,8 @@ class PBTConfig:
     ours by more than ``gap``), ``none`` (explore only), or ``auto`` (ttest for a population, none
     for a single run)."""
     ttest_window: int = 30
-    """Evaluations (episodes) per member compared by the t-test (30, the papers')."""
+    """Episodes per task kept for the comparison (30, the papers'); on a suite the t-test compares as
+    many balanced samples as the task with the fewest episodes has."""
     ttest_pvalue: float = 0.05
     """Significance level of the t-test."""
     truncation_fraction: float = 0.2
@@ -120,8 +121,9 @@ class PBTConfig:
     """Optional fixed initial values: entry i overrides the values drawn for member i (tests,
     warm starts)."""
     eval: str = "auto"
-    """What PBT compares: ``training_returns`` (per finished training episode its raw return, or on a
-    multi-task suite its capped normalised score; the last ``ttest_window`` episodes), or
+    """What PBT compares: ``training_returns`` (the returns of the last ``ttest_window`` finished
+    training episodes of each task; on a multi-task suite, samples balanced over the tasks whose mean
+    is the suite score, each task's mean capped: :mod:`kickstart.pbt.fitness`), or
     ``evaluator`` (at each ready event, ``eval_episodes`` separate evaluation episodes per task of
     the member's current network, e.g. only Mix & Match's target agent); ``auto``: what the run's
     method prefers (``evaluator`` for a Mix & Match multitask agent: its central policy alone is

@@ -31,7 +31,6 @@ exited at once on a second signal) does the same and then exits at once (status 
 
 from __future__ import annotations
 
-import collections
 import copy
 import os
 import shutil
@@ -45,6 +44,7 @@ from kickstart.method import MethodSetup
 from kickstart.methods import build_methods
 from kickstart.pbt.config import pbt_eval
 from kickstart.pbt.decisions import is_ready
+from kickstart.pbt.fitness import TaskWindows
 
 SNAPSHOT = "pbt_snapshot.pt"
 """A member's checkpoint as of its last report: what donors are copied from. Periodic checkpoints
@@ -141,7 +141,6 @@ class Member:
         self.setup = spec.method(self.cfg, env)
         self.trainer = Trainer(self.cfg, self.run_dir, self.setup.terms, self.setup.hook_factory,
                                self.setup.extra_fields, split_inference=self.setup.split_inference)
-        self.multi_task = len(self.trainer.spec.task_names) > 1
         ckpt = self.run_dir / CHECKPOINT
         try:
             if spec.resume and ckpt.exists():
@@ -152,11 +151,11 @@ class Member:
             self.trainer.close()
             raise
         save_config(self.cfg, self.run_dir / "config.yaml")
-        # evaluator: every episode of the last evaluation, eval_episodes per task
+        # Per task: the last ttest_window training episodes, or every episode of the last evaluation
+        # (eval_episodes per task); on a suite the samples are balanced over tasks (pbt/fitness.py).
         self.eval_mode = pbt_eval(self.cfg)                # pbt.eval, auto resolved for the run's methods
-        window = (self.pbt.eval_episodes * self.trainer.spec.num_tasks if self.eval_mode == "evaluator"
-                  else self.pbt.ttest_window)
-        self._window: collections.deque[float] = collections.deque(maxlen=window)
+        window = self.pbt.eval_episodes if self.eval_mode == "evaluator" else self.pbt.ttest_window
+        self._window = TaskWindows(self.trainer.spec.task_names, window)
         self._seen = dict(self.trainer.stats.count)   # episodes already turned into samples
         self._mark_episodes = 0                          # episodes / frames at the last ready event
         self._mark_frames = self.trainer.frames
@@ -170,7 +169,9 @@ class Member:
         return dict(self.trainer.learner.hparams)
 
     def samples(self) -> list[float]:
-        return list(self._window)
+        """What the exploit rules compare: the window's returns on one task; on a suite, samples
+        balanced over its tasks whose mean is the suite score (:mod:`kickstart.pbt.fitness`)."""
+        return self._window.samples()
 
     def run_until(self, frames: int) -> MemberReport:
         """Train until ready, ``frames`` env frames, or a stop request; see :class:`MemberReport`."""
@@ -221,13 +222,9 @@ class Member:
 
     # -- internals ---------------------------------------------------------------------------------
     def _collect_training_returns(self) -> None:
-        """Append the episodes finished since the last call to the evaluation window: the raw return
-        on a single task, the capped normalised score on a multi-task suite (so that tasks with large
-        returns do not dominate; the kickstarting paper's measure)."""
-        from kickstart.envs.suites import capped_score
-
+        """Append the episodes finished since the last call to their task's window."""
         for task, returns in self.trainer.stats.returns_since(self._seen).items():
-            self._window.extend(capped_score(task, r) if self.multi_task else float(r) for r in returns)
+            self._window.extend(task, returns)
 
     def _progress(self, trainer) -> None:
         """Called by the trainer after every update: gather samples, stop when ready or asked to."""
@@ -244,8 +241,7 @@ class Member:
 
     def _evaluate(self) -> None:
         """``pbt.eval=evaluator``: evaluate a copy of the current network for ``eval_episodes``
-        episodes per task (capped scores on a suite), with a fresh seed each time."""
-        from kickstart.envs.suites import capped_score
+        episodes per task, with a fresh seed each time."""
         from kickstart.evaluate import evaluate
 
         net = copy.deepcopy(self.trainer.learner.net).cpu()
@@ -256,7 +252,7 @@ class Member:
         results = evaluate(net, self.cfg.env, self.pbt.eval_episodes, seed=seed, greedy=self.pbt.eval_greedy)
         self._window.clear()
         for r in results:
-            self._window.extend(capped_score(r.task, x) if self.multi_task else float(x) for x in r.returns)
+            self._window.extend(r.task, r.returns)
 
     def _snapshot(self) -> Path:
         ckpt = self.trainer.save()
