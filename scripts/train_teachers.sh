@@ -12,4 +12,7 @@ for game in Asterix Breakout Freeway Seaquest SpaceInvaders; do
 done
 $KS train configs/teachers/minatar5_small.yaml run.name=minatar5-small run.progress=false
 $KS export runs/teachers/minatar5-small teachers/minatar5-small.pt
+# The multi-task teacher that plays every game: bench/learning's MinAtar-5 setting (PopArt), seed 0
+$KS train configs/minatar5.yaml runtime.seed=0 run.out_dir=runs/teachers run.name=minatar5-popart run.progress=false
+$KS export runs/teachers/minatar5-popart teachers/minatar5-popart.pt
 for f in teachers/*.pt; do $KS eval "$f" --episodes 100; done
