@@ -210,19 +210,21 @@ class Learner:
         vt = vtrace_targets(batch, log_rhos, values.detach(), cfg)
 
         entropy = self.dist.entropy(logits[:-1])
+        advantages = vt.pg_advantages
         if self.popart is None:
-            pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages, reduction=red)
             baseline = cfg.baseline_cost * impala.baseline_loss(values[:-1], vt.vs, reduction=red)
         else:
             # PopArt (Hessel et al. 2019): V-trace on unnormalised values, the value head trained on
             # each task's normalised targets, the advantage divided by the task's scale; the
             # statistics move after the optimiser step (step()), preserving the outputs.
             task = batch["task"][:-1]
-            sigma = self.popart.sigma()[task]
-            pg = impala.policy_gradient_loss(target_logp, vt.pg_advantages / sigma, reduction=red)
+            advantages = advantages / self.popart.sigma()[task]
             baseline = cfg.baseline_cost * impala.baseline_loss(
                 out.extras["baseline_normalised"][:-1], self.popart.normalise(vt.vs, task), reduction=red)
             self._popart_targets = (vt.vs, task)
+        if cfg.advantage_norm:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pg = impala.policy_gradient_loss(target_logp, advantages, reduction=red)
         ent = self.hparams["entropy_cost"] * impala.entropy_loss(entropy, reduction=red)
         # learner.rl_loss=false: pure distillation, only the method terms train the network.
         total = pg + baseline + ent if cfg.rl_loss else logits.new_zeros(())

@@ -170,3 +170,32 @@ def test_popart_is_refused_with_mixmatch():
 
     with pytest.raises(ConfigError, match="net.popart is for the plain agent network"):
         load_config("configs/mixmatch/minatar_breakout_cores.yaml", ["net.popart=true"])
+
+
+def test_advantage_norm_matches_naive_reference():
+    """``learner.advantage_norm``: the policy loss uses (A - mean A) / std A over the batch."""
+    from kickstart.envs import env_spec
+    from kickstart.learner import Learner, vtrace_targets
+    from kickstart.methods import load_config
+    from kickstart.nets import build_net
+    from kickstart.runtime.unroll import net_inputs
+
+    cfg = load_config(None, ["env.id=minatar5", "net.torso=minatar", "net.hidden_size=16", "learner.advantage_norm=true",
+                             "learner.loss_reduction=mean", "learner.batch_size=5", "runtime.envs_per_actor=5"])
+    spec = env_spec(cfg.env)
+    torch.manual_seed(0)
+    net = build_net(cfg.net, spec)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    batch = _batch(spec)
+    _, m = learner.loss(batch, 0)
+    with torch.no_grad():
+        o, la, r, f = net_inputs(batch["obs"], batch["last_action"], batch["reward"], batch["first"])
+        out, _ = net(o, la, r, f, (), batch["task"])
+        logp = torch.log_softmax(out.policy_logits[:-1], -1).gather(-1, batch["action"][:-1, :, None]).squeeze(-1)
+        blogp = torch.log_softmax(batch["logits"][:-1], -1).gather(-1, batch["action"][:-1, :, None]).squeeze(-1)
+        adv = vtrace_targets(batch, logp - blogp, out.baseline, cfg.learner).pg_advantages
+        a = adv.flatten().tolist()
+        mean = sum(a) / len(a)
+        std = (sum((x - mean) ** 2 for x in a) / (len(a) - 1)) ** 0.5
+        naive = -(logp * ((adv - mean) / (std + 1e-8))).mean()
+    assert m["loss/policy"] == pytest.approx(naive.item(), rel=1e-5)
