@@ -6,13 +6,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 KS=.venv/bin/kickstart
 # Experts kept from the first training (5M frames): the 10M retraining did not beat them.
-for game in Breakout Freeway Seaquest; do
+for game in Breakout Freeway; do
   slug=$(echo "$game" | tr 'A-Z' 'a-z')
   $KS train configs/teachers/minatar_expert.yaml env.id=minatar:$game run.name=minatar-$slug run.progress=false
   $KS export runs/teachers/minatar-$slug teachers/minatar-$slug.pt
 done
 # Retrained experts: the learning benchmark's setting, seed 0, 10M frames (results/learning/).
-for game in Asterix SpaceInvaders; do
+for game in Asterix Seaquest SpaceInvaders; do
   slug=$(echo "$game" | tr 'A-Z' 'a-z')
   $KS train configs/minatar_$slug.yaml runtime.seed=0 run.out_dir=runs/teachers run.name=minatar-$slug run.progress=false
   $KS export runs/teachers/minatar-$slug teachers/minatar-$slug.pt
