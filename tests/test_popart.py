@@ -199,3 +199,30 @@ def test_advantage_norm_matches_naive_reference():
         std = (sum((x - mean) ** 2 for x in a) / (len(a) - 1)) ** 0.5
         naive = -(logp * ((adv - mean) / (std + 1e-8))).mean()
     assert m["loss/policy"] == pytest.approx(naive.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["serial", "local"])
+def test_actors_receive_the_popart_statistics(tmp_path, backend):
+    """The statistics are buffers of the network, published with the weights: the actors' values (which
+    bootstrap truncated episodes) are unnormalised with the learner's mu and sigma, not the initial ones."""
+    from kickstart.methods import load_config
+    from kickstart.train import Trainer
+
+    cfg = load_config(None, ["env.id=CartPole-v1", "net.torso=mlp", "net.hidden_size=8", "net.popart=true",
+                             "net.popart_beta=0.5", f"runtime.backend={backend}", "runtime.num_actors=1",
+                             "runtime.envs_per_actor=4", "learner.batch_size=4", "learner.unroll_length=8",
+                             f"run.out_dir={tmp_path}", "run.tensorboard=false", "run.progress=false"])
+    tr = Trainer(cfg, tmp_path, loggers=[])
+    try:
+        tr.start()
+        for _ in range(3):
+            tr._update(tr.backend.get_batch())
+        tr.publish()
+        mu = tr.learner.net.baseline_head.mu.clone()
+        assert mu.abs().sum() > 0
+        if backend == "serial":
+            torch.testing.assert_close(tr.backend.actors[0].net.baseline_head.mu, mu)
+        else:
+            torch.testing.assert_close(tr.backend.store.tensors["baseline_head.mu"], mu)
+    finally:
+        tr.close()
