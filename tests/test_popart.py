@@ -123,11 +123,23 @@ def _batch(spec, T=6, B=5, seed=0):
     }
 
 
+def _by_hand(net, batch):
+    """The network's outputs on ``batch`` and the log-probabilities of the taken actions under it and
+    under the behaviour logits, computed without the learner."""
+    from kickstart.runtime.unroll import net_inputs
+
+    o, la, r, f = net_inputs(batch["obs"], batch["last_action"], batch["reward"], batch["first"])
+    out, _ = net(o, la, r, f, (), batch["task"])
+    a = batch["action"][:-1, :, None]
+    logp = torch.log_softmax(out.policy_logits[:-1], -1).gather(-1, a).squeeze(-1)
+    blogp = torch.log_softmax(batch["logits"][:-1], -1).gather(-1, a).squeeze(-1)
+    return out, logp, blogp
+
+
 def test_learner_popart_losses_match_naive_reference():
     """Policy and baseline losses with PopArt, against the paper's formulas written out by hand:
     V-trace on unnormalised values; 0.5 * ((v_s - mu_i) / sigma_i - n_i(x_s))^2; advantages / sigma_i."""
     from kickstart.learner import vtrace_targets
-    from kickstart.runtime.unroll import net_inputs
 
     cfg, spec, net, learner = _popart_learner()
     head = net.baseline_head
@@ -135,10 +147,7 @@ def test_learner_popart_losses_match_naive_reference():
     batch = _batch(spec)
     _, m = learner.loss(batch, 0)
     with torch.no_grad():
-        o, la, r, f = net_inputs(batch["obs"], batch["last_action"], batch["reward"], batch["first"])
-        out, _ = net(o, la, r, f, (), batch["task"])
-        logp = torch.log_softmax(out.policy_logits[:-1], -1).gather(-1, batch["action"][:-1, :, None]).squeeze(-1)
-        blogp = torch.log_softmax(batch["logits"][:-1], -1).gather(-1, batch["action"][:-1, :, None]).squeeze(-1)
+        out, logp, blogp = _by_hand(net, batch)
         vt = vtrace_targets(batch, logp - blogp, out.baseline, cfg.learner)
         task = batch["task"][:-1]
         mu, sigma = head.mu[task], head.sigma()[task]
@@ -178,7 +187,6 @@ def test_advantage_norm_matches_naive_reference():
     from kickstart.learner import Learner, vtrace_targets
     from kickstart.methods import load_config
     from kickstart.nets import build_net
-    from kickstart.runtime.unroll import net_inputs
 
     cfg = load_config(None, ["env.id=minatar5", "net.torso=minatar", "net.hidden_size=16", "learner.advantage_norm=true",
                              "learner.loss_reduction=mean", "learner.batch_size=5", "runtime.envs_per_actor=5"])
@@ -189,10 +197,7 @@ def test_advantage_norm_matches_naive_reference():
     batch = _batch(spec)
     _, m = learner.loss(batch, 0)
     with torch.no_grad():
-        o, la, r, f = net_inputs(batch["obs"], batch["last_action"], batch["reward"], batch["first"])
-        out, _ = net(o, la, r, f, (), batch["task"])
-        logp = torch.log_softmax(out.policy_logits[:-1], -1).gather(-1, batch["action"][:-1, :, None]).squeeze(-1)
-        blogp = torch.log_softmax(batch["logits"][:-1], -1).gather(-1, batch["action"][:-1, :, None]).squeeze(-1)
+        out, logp, blogp = _by_hand(net, batch)
         adv = vtrace_targets(batch, logp - blogp, out.baseline, cfg.learner).pg_advantages
         a = adv.flatten().tolist()
         mean = sum(a) / len(a)
