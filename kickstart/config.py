@@ -163,6 +163,13 @@ class LearnerConfig:
     vtrace_lambda: float = 1.0
     """V-trace's lambda (IMPALA, Remark 2): 1 is the paper's V-trace; below 1 the value targets
     and advantages weigh later rewards less and the critic more (the lambda-returns on-policy)."""
+    epochs: int = 1
+    """Passes over each batch of unrolls: 1 is IMPALA's one update per batch. More passes reuse the
+    experience (as PPO's epochs do): from the second pass on, the policy being trained is no longer
+    the one that acted, and V-trace's clipped importance weights correct for it."""
+    minibatches: int = 1
+    """Optimiser steps per pass: the batch's unrolls are split at random into this many groups of
+    whole unrolls (V-trace and a recurrent core see complete sequences); must divide batch_size."""
     loss_reduction: str = "sum"
     """``sum`` over time and batch (IMPALA, TorchBeast; what RMSProp eps=0.1 and the papers'
     learning rates assume), or ``mean``. Every loss term, including the kickstarting and M&M terms,
@@ -201,6 +208,10 @@ class LearnerConfig:
         unit(s, "vtrace_lambda", self.vtrace_lambda)
         positive(s, "unroll_length", self.unroll_length)
         positive(s, "batch_size", self.batch_size)
+        positive(s, "epochs", self.epochs)
+        positive(s, "minibatches", self.minibatches)
+        check(self.batch_size % self.minibatches == 0,
+              f"learner.minibatches={self.minibatches} must divide learner.batch_size={self.batch_size}")
 
 
 BACKENDS = ("local", "serial", "ray")

@@ -1,4 +1,4 @@
-"""The IMPALA learner: one V-trace actor-critic update per batch of unrolls.
+"""The IMPALA learner: V-trace actor-critic updates on batches of unrolls (one per batch by default).
 
 Methods (kickstarting, Mix & Match) do not fork this class: they pass extra :class:`LossTerm`
 objects, which see the batch and the network's outputs and return a weighted loss and metrics.
@@ -19,6 +19,7 @@ the policy that acted. Other networks ignore it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from dataclasses import dataclass
@@ -252,45 +253,87 @@ class Learner:
 
     def step(self, batch: dict[str, torch.Tensor], frames: int,
              commit: Callable[[], None] | None = None) -> dict[str, float]:
-        """One optimiser step on ``batch``; ``frames`` is the env frame count before it. ``commit``
-        (e.g. advancing the caller's frame counter) runs under :attr:`lock` with the optimiser step,
-        so that no state read under the lock sees one without the other."""
+        """The update on ``batch``: ``learner.epochs`` passes of ``learner.minibatches`` optimiser
+        steps each (one step by default); ``frames`` is the env frame count before it. ``commit``
+        (e.g. advancing the caller's frame counter) runs under :attr:`lock` with the last optimiser
+        step, so that no state read under the lock sees one without the other. The metrics are the
+        means over the optimiser steps."""
+        cfg = self.cfg
         batch = self.to_device(batch)
         lr = self.learning_rate(frames)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total, metrics = self.loss(batch, frames)
-        self.optimizer.zero_grad(set_to_none=True)
-        if total.requires_grad:
-            total.backward()
-            if self.cfg.max_grad_norm > 0:
-                norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
-            else:
-                norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in self.net.parameters()
-                                      if p.grad is not None))
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
-                                         f"lower learner.learning_rate (now {lr:g}) or check rewards")
-            with self.lock:          # the one window where the state is not consistent
-                self.optimizer.step()
-                if self.popart is not None and self._popart_targets is not None:
-                    self.popart.update(*self._popart_targets)
-                    self._popart_targets = None
-                self.steps += 1
+        # Frozen networks' outputs (e.g. split teachers' logits) once per batch, not once per pass.
+        batch = self.placement.fill(batch, self.published_hparams(frames))
+        many = cfg.epochs * cfg.minibatches > 1
+        sums: dict[str, float] = {}
+        n = 0
+        # Several optimiser steps on one batch hold the lock throughout: a checkpoint never holds
+        # parameters trained on part of a batch whose frames are not yet counted.
+        with self.lock if many else contextlib.nullcontext():
+            for epoch, part in self._passes(batch):
+                total, metrics = self.loss(part, frames)
+                if not self._backward(total, metrics, lr):
+                    break
+                n += 1
+                with self.lock:          # the one window where the state is not consistent
+                    self.optimizer.step()
+                    targets, self._popart_targets = self._popart_targets, None
+                    # Each return moves PopArt's statistics once, in the first pass.
+                    if self.popart is not None and targets is not None and epoch == 0:
+                        self.popart.update(*targets)
+                    if n == cfg.epochs * cfg.minibatches:
+                        self.steps += 1
+                        if commit is not None:
+                            commit()
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+            if n == 0:
+                # Nothing to learn from this batch: pure distillation (learner.rl_loss=false) once
+                # every teacher's lambda is 0. No optimiser step (Adam's momentum would still move
+                # the weights).
+                sums = dict(metrics, **{"grad/norm": 0.0})
+                n = 1
                 if commit is not None:
-                    commit()
-        else:
-            # Nothing to learn from this batch: pure distillation (learner.rl_loss=false) once every
-            # teacher's lambda is 0. No optimiser step (Adam's momentum would still move the weights).
-            norm = 0.0
-            if commit is not None:
-                with self.lock:
-                    commit()
-        metrics["grad/norm"] = float(norm)
+                    with self.lock:
+                        commit()
+        metrics = {k: v / n for k, v in sums.items()}
         metrics["learner/lr"] = lr
         for k, v in self.hparams.items():
             metrics[f"hparams/{k}"] = v
         return metrics
+
+    def _backward(self, total: torch.Tensor, metrics: dict[str, float], lr: float) -> bool:
+        """Gradients of ``total`` (clipped), their norm into ``metrics``; False when it has none."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if not total.requires_grad:
+            return False
+        total.backward()
+        if self.cfg.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
+        else:
+            norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in self.net.parameters()
+                                  if p.grad is not None))
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
+                                     f"lower learner.learning_rate (now {lr:g}) or check rewards")
+        metrics["grad/norm"] = float(norm)
+        return True
+
+    def _passes(self, batch: dict[str, torch.Tensor]):
+        """``(epoch, minibatch)`` for each optimiser step on ``batch``: every pass splits its unrolls
+        anew into ``learner.minibatches`` random groups of whole unrolls (each keeps its core
+        state). Episode statistics (``ep_*``) are not per unroll and are left out of the groups."""
+        k = self.cfg.minibatches
+        for epoch in range(self.cfg.epochs):
+            if k == 1:
+                yield epoch, batch
+                continue
+            task = batch["task"]
+            order = torch.randperm(task.shape[1], device=task.device)
+            for cols in order.tensor_split(k):
+                yield epoch, {key: v.index_select(0 if key.startswith("core_state.") else 1, cols)
+                              for key, v in batch.items() if not key.startswith("ep_")}
 
     # -- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

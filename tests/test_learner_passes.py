@@ -1,0 +1,125 @@
+"""Several optimiser steps per batch (``learner.epochs``, ``learner.minibatches``): the learner's
+update against a naive reference made of one-step updates on hand-cut minibatches, and what must
+hold once per batch (the caller's commit, PopArt's statistics, the update lock)."""
+
+import copy
+import threading
+
+import pytest
+import torch
+
+from kickstart.envs import env_spec, make_batched_env
+from kickstart.errors import ConfigError
+from kickstart.learner import Learner
+from kickstart.methods import load_config
+from kickstart.nets import build_net
+from kickstart.runtime.actor import assign_tasks
+from kickstart.runtime.unroll import Actor, allocate, unroll_fields
+from kickstart.train import net_num_logits
+
+
+def _cfg(*overrides):
+    return load_config(None, ["env.id=minatar:Breakout", "net.hidden_size=16", "net.lstm_size=8", "net.core=lstm",
+                              "learner.unroll_length=6", "learner.batch_size=4", "runtime.envs_per_actor=4",
+                              "learner.optimizer=adam", "learner.learning_rate=0.01", *overrides])
+
+
+def _setup(cfg, seed=0):
+    """A network and one real batch of its own unrolls (the second, so core states are not zero)."""
+    spec = env_spec(cfg.env)
+    torch.manual_seed(seed)
+    net = build_net(cfg.net, spec)
+    B = cfg.learner.batch_size
+    env = make_batched_env(cfg.env, assign_tasks(0, B, spec.num_tasks), seed)
+    fields = unroll_fields(spec, net_num_logits(net), net.initial_state(1))
+    actor = Actor(env, net, cfg.learner.unroll_length, seed)
+    for _ in range(2):
+        batch = allocate(fields, cfg.learner.unroll_length, B)
+        actor.collect(batch)
+    actor.close()
+    return net, batch
+
+
+def _columns(batch, cols):
+    return {k: (v[cols] if k.startswith("core_state.") else v[:, cols])
+            for k, v in batch.items() if not k.startswith("ep_")}
+
+
+def test_passes_equal_one_step_updates_on_hand_cut_minibatches():
+    """epochs=3 x minibatches=2: the same parameters as six one-step updates, in order, on the
+    minibatches cut by hand with the same random permutations (whole unrolls, their core states)."""
+    cfg = _cfg("learner.epochs=3", "learner.minibatches=2")
+    net, batch = _setup(cfg)
+    assert any(k.startswith("core_state.") and v.abs().sum() > 0 for k, v in batch.items())
+    ref_net = copy.deepcopy(net)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    ref = Learner(ref_net, _cfg().learner, 10_000, device=torch.device("cpu"))
+
+    torch.manual_seed(7)
+    metrics = learner.step(batch, frames=100)
+    torch.manual_seed(7)
+    perms = [torch.randperm(4) for _ in range(3)]
+    rhos = []
+    for perm in perms:
+        for cols in (perm[:2], perm[2:]):
+            rhos.append(ref.step(_columns(batch, cols), frames=100)["vtrace/rho_mean"])
+
+    for (name, p), q in zip(net.named_parameters(), ref_net.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    assert learner.steps == 1 and ref.steps == 6
+    # The metrics are the means over the six steps; the first pass is on-policy, the later ones not.
+    assert metrics["vtrace/rho_mean"] == pytest.approx(sum(rhos) / 6, rel=1e-5)
+    assert rhos[0] == pytest.approx(1.0, abs=1e-5) and any(abs(r - 1) > 1e-3 for r in rhos[2:])
+
+
+def test_default_is_one_step_per_batch():
+    cfg = _cfg()
+    net, batch = _setup(cfg)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    calls = []
+    step = learner.optimizer.step
+    learner.optimizer.step = lambda *a, **k: (calls.append(1), step(*a, **k))[1]
+    learner.step(batch, 0)
+    assert len(calls) == 1 and learner.steps == 1
+
+
+def test_commit_once_after_the_last_step_with_the_lock_held_throughout():
+    """The caller's commit runs once, with the last optimiser step; between the steps another thread
+    (a checkpoint) cannot take the lock, so it never sees part of a batch applied."""
+    cfg = _cfg("learner.epochs=2", "learner.minibatches=2")
+    net, batch = _setup(cfg)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    steps, commits, free = [], [], []
+    step = learner.optimizer.step
+
+    def counted(*a, **k):
+        steps.append(1)
+        t = threading.Thread(target=lambda: free.append(learner.lock.acquire(blocking=False)))
+        t.start()
+        t.join()
+        return step(*a, **k)
+
+    learner.optimizer.step = counted
+    learner.step(batch, 0, commit=lambda: commits.append(len(steps)))
+    assert commits == [4] and free == [False] * 4
+
+
+def test_popart_statistics_move_once_per_return():
+    """PopArt's statistics move in the first pass only, once per minibatch: each return counts once."""
+    cfg = load_config(None, ["env.id=minatar5", "net.torso=minatar", "net.hidden_size=16", "net.popart=true",
+                             "learner.unroll_length=5", "learner.batch_size=5", "runtime.envs_per_actor=5",
+                             "learner.epochs=3", "learner.minibatches=5"])
+    net, batch = _setup(cfg)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    seen = []
+    update = learner.popart.update
+    learner.popart.update = lambda vs, task: (seen.append(task.shape), update(vs, task))[1]
+    learner.step(batch, 0)
+    assert seen == [torch.Size([5, 1])] * 5
+
+
+def test_minibatches_must_divide_the_batch():
+    with pytest.raises(ConfigError, match=r"learner.minibatches=3 must divide learner.batch_size=4"):
+        _cfg("learner.minibatches=3")
+    with pytest.raises(ConfigError, match=r"learner.epochs=0 must be > 0"):
+        _cfg("learner.epochs=0")
