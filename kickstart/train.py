@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -95,6 +95,10 @@ class Trainer:
         self.agent_steps = 0
         self.elapsed = 0.0          # training seconds over all sessions of this run
         self.stats = EpisodeStats(self.spec.task_names)
+        self.state_extras: dict[str, Any] = {}
+        """Objects whose state the checkpoint carries beside the learner's (``state_dict()`` /
+        ``load_state_dict()``, by name), e.g. a PBT member's evaluation windows. They must change only
+        under ``learner.lock``, so that a checkpoint sees them as of the same update as the weights."""
         self.backend = None
         if loggers is None:
             loggers = [CSVLogger(self.run_dir / "metrics.csv")]
@@ -112,7 +116,8 @@ class Trainer:
         return {"config": to_dict(self.cfg), "learner": self.learner.state_dict(),
                 "counters": {"frames": self.frames, "agent_steps": self.agent_steps, "elapsed": self.elapsed},
                 "rng": {"torch": torch.get_rng_state(), "numpy": _np_rng_state()},
-                "spec": dataclasses.asdict(self.spec)}
+                "spec": dataclasses.asdict(self.spec),
+                "extras": {k: obj.state_dict() for k, obj in self.state_extras.items()}}
 
     def restore(self, state: dict) -> None:
         spec = state.get("spec")
@@ -129,6 +134,10 @@ class Trainer:
             self.frames, self.agent_steps, self.elapsed = int(c["frames"]), int(c["agent_steps"]), float(c["elapsed"])
             torch.set_rng_state(state["rng"]["torch"])
             _set_np_rng_state(state["rng"]["numpy"])
+            extras = state.get("extras", {})          # none in checkpoints older than state_extras
+            for k, obj in self.state_extras.items():
+                if k in extras:
+                    obj.load_state_dict(extras[k])
 
     def snapshot(self) -> dict:
         """A copy of :meth:`state` as of the last completed update, taken under the learner's update

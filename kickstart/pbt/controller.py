@@ -42,7 +42,7 @@ from kickstart.pbt.config import PBTConfig
 from kickstart.pbt.hosts import MemberHandle, MemberHost, make_host
 from kickstart.pbt.member import MemberReport, MemberSpec, default_method
 from kickstart.pbt.protocol import MemberDied, MemberError
-from kickstart.pbt.records import MEMBERS, Lineage, PopulationResult, describe
+from kickstart.pbt.records import MEMBERS, Lineage, PopulationResult, describe, load_reports, save_reports
 from kickstart.preemption import Preemption
 from kickstart.runtime.resources import resolve_runtime
 
@@ -153,6 +153,8 @@ class Controller:
     def run(self) -> PopulationResult:
         t0 = time.monotonic()
         self.lineage = Lineage(self.run_dir, sorted(self.defaults))
+        if self.resume:
+            self.latest = load_reports(self.run_dir)    # the stopped population's last reports
         try:
             self._start_members()
             self._loop()
@@ -210,7 +212,9 @@ class Controller:
             self._event({"event": "start", "member": i, "hparams": dict(out),
                          "resumed": self.resume or i in self._restarted})
         elif command == "run_until":
-            if not self._on_report(h, out):
+            finished = not self._on_report(h, out)
+            save_reports(self.run_dir, self.latest)
+            if finished:
                 return
         if self._stopping:
             self.finished.add(i)
@@ -269,6 +273,7 @@ class Controller:
         self._event({"event": "restart", "member": i, "reason": reason,
                      "frames": last.frames if last is not None else 0})
         self.latest.pop(i, None)
+        save_reports(self.run_dir, self.latest)
         self._restarted.add(i)
         h.restart()
 

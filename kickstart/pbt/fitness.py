@@ -41,6 +41,18 @@ class TaskWindows:
     def windows(self) -> dict[str, list[float]]:
         return {t: list(w) for t, w in self._win.items()}
 
+    def state_dict(self) -> dict[str, list[float]]:
+        return self.windows()
+
+    def load_state_dict(self, state: Mapping[str, Sequence[float]]) -> None:
+        """Windows saved by :meth:`state_dict`; a task this suite does not have is an error."""
+        unknown = sorted(set(state) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"saved windows of unknown tasks {unknown}; this suite's: {', '.join(self.tasks)}")
+        self.clear()
+        for task, returns in state.items():
+            self.extend(task, returns)
+
     def samples(self) -> list[float]:
         """The exploit rules' samples: the window itself on one task, :func:`balanced_samples` on several."""
         if len(self.tasks) == 1:

@@ -141,6 +141,15 @@ class Member:
         self.setup = spec.method(self.cfg, env)
         self.trainer = Trainer(self.cfg, self.run_dir, self.setup.terms, self.setup.hook_factory,
                                self.setup.extra_fields, split_inference=self.setup.split_inference)
+        # Per task: the last ttest_window training episodes, or every episode of the last evaluation
+        # (eval_episodes per task); on a suite the samples are balanced over tasks (pbt/fitness.py).
+        self.eval_mode = pbt_eval(self.cfg)                # pbt.eval, auto resolved for the run's methods
+        window = self.pbt.eval_episodes if self.eval_mode == "evaluator" else self.pbt.ttest_window
+        self._window = TaskWindows(self.trainer.spec.task_names, window)
+        self._evals = 0
+        # The windows (and the evaluator's seed count) travel in the checkpoint: a resumed member is
+        # judged on the episodes it had before the stop, not on an empty window.
+        self.trainer.state_extras["pbt_member"] = self
         ckpt = self.run_dir / CHECKPOINT
         try:
             if spec.resume and ckpt.exists():
@@ -151,15 +160,9 @@ class Member:
             self.trainer.close()
             raise
         save_config(self.cfg, self.run_dir / "config.yaml")
-        # Per task: the last ttest_window training episodes, or every episode of the last evaluation
-        # (eval_episodes per task); on a suite the samples are balanced over tasks (pbt/fitness.py).
-        self.eval_mode = pbt_eval(self.cfg)                # pbt.eval, auto resolved for the run's methods
-        window = self.pbt.eval_episodes if self.eval_mode == "evaluator" else self.pbt.ttest_window
-        self._window = TaskWindows(self.trainer.spec.task_names, window)
         self._seen = dict(self.trainer.stats.count)   # episodes already turned into samples
         self._mark_episodes = 0                          # episodes / frames at the last ready event
         self._mark_frames = self.trainer.frames
-        self._evals = 0
         self._stop_reason: str | None = None
         self.preemption = Preemption(saves=[self.trainer.save])
         self.preemption.watch(self._should_stop, should_exit)
@@ -204,9 +207,10 @@ class Member:
         from kickstart.checkpoint import load_checkpoint
 
         donor = load_checkpoint(path)
-        own = self.trainer.state()
-        self.trainer.restore({**donor, "counters": own["counters"], "rng": own["rng"]})
-        self._window.clear()
+        with self.trainer.learner.lock:
+            own = self.trainer.state()
+            self.trainer.restore({**donor, "counters": own["counters"], "rng": own["rng"], "extras": own["extras"]})
+            self._window.clear()
         self.trainer.publish()
         return self.hparams()
 
@@ -220,11 +224,21 @@ class Member:
         self.preemption.close()               # a stop request's checkpoint in progress is finished
         self.trainer.close()
 
+    # -- the state a checkpoint carries (Trainer.state_extras; changed only under the learner's lock) --
+    def state_dict(self) -> dict:
+        return {"windows": self._window.state_dict(), "evals": self._evals}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._window.load_state_dict(state["windows"])
+        self._evals = int(state["evals"])
+
     # -- internals ---------------------------------------------------------------------------------
     def _collect_training_returns(self) -> None:
         """Append the episodes finished since the last call to their task's window."""
-        for task, returns in self.trainer.stats.returns_since(self._seen).items():
-            self._window.extend(task, returns)
+        new = self.trainer.stats.returns_since(self._seen)
+        with self.trainer.learner.lock:
+            for task, returns in new.items():
+                self._window.extend(task, returns)
 
     def _progress(self, trainer) -> None:
         """Called by the trainer after every update: gather samples, stop when ready or asked to."""
@@ -247,12 +261,13 @@ class Member:
         net = copy.deepcopy(self.trainer.learner.net).cpu()
         if self.setup.eval_policy is not None:
             net = self.setup.eval_policy(net)
-        self._evals += 1
-        seed = (self.cfg.runtime.seed * 1_000_003 + self._evals * 7_919 + 17) % 2**31
+        seed = (self.cfg.runtime.seed * 1_000_003 + (self._evals + 1) * 7_919 + 17) % 2**31
         results = evaluate(net, self.cfg.env, self.pbt.eval_episodes, seed=seed, greedy=self.pbt.eval_greedy)
-        self._window.clear()
-        for r in results:
-            self._window.extend(r.task, r.returns)
+        with self.trainer.learner.lock:
+            self._evals += 1
+            self._window.clear()
+            for r in results:
+                self._window.extend(r.task, r.returns)
 
     def _snapshot(self) -> Path:
         ckpt = self.trainer.save()

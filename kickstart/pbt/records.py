@@ -5,7 +5,9 @@ run (:class:`PopulationResult`)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,33 @@ from kickstart.pbt.member import MemberReport
 
 MEMBERS = "members"
 """The folder of a population's run directory that holds the members' run directories."""
+
+
+REPORTS = "reports.json"
+"""``pbt/reports.json``: every member's last report, what the next decisions compare; rewritten after
+each change, so that a resumed population decides as the stopped one would have."""
+
+
+def save_reports(run_dir: Path, reports: dict[int, MemberReport]) -> None:
+    path = run_dir / "pbt" / REPORTS
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({str(i): dataclasses.asdict(r) for i, r in sorted(reports.items())}))
+    os.replace(tmp, path)          # atomic: a kill leaves the old file or the new one
+
+
+def load_reports(run_dir: Path) -> dict[int, MemberReport]:
+    """The reports :func:`save_reports` left (none before the first); a report whose snapshot is gone
+    keeps its samples but can no longer be copied from."""
+    path = run_dir / "pbt" / REPORTS
+    if not path.exists():
+        return {}
+    out = {}
+    for i, d in json.loads(path.read_text()).items():
+        rep = MemberReport(**d)
+        if rep.checkpoint is not None and not Path(rep.checkpoint).exists():
+            rep = dataclasses.replace(rep, checkpoint=None)
+        out[int(i)] = rep
+    return out
 
 
 class Lineage:
