@@ -32,16 +32,51 @@ from kickstart.pbt.config import PBTConfig, check_ranges, pbt_eval, perturb_rule
 from kickstart.precision import PRECISIONS
 
 
+DOOM_ACTIONS = ("small", "large")
+
+
+@dataclass
+class DoomConfig:
+    """ViZDoom (``vizdoom:<scenario>`` ids, the ``doom`` suite): actions and screen processing
+    (see :mod:`kickstart.envs.doom`)."""
+
+    actions: str = "small"
+    """``small``: NOOP and each of the scenario's own buttons pressed alone (a suite: the union of its
+    tasks' sets); ``large``: the factorised product move (3) x strafe (3) x turn (3) x attack (2) x
+    speed (2) = 108 actions, in DeepMind Lab's style (``net.policy_head=factorised`` for a product head)."""
+    buttons: list[str] = field(default_factory=list)
+    """``small`` only: these buttons (e.g. ``[MOVE_LEFT, MOVE_RIGHT, ATTACK, TURN_LEFT]``) instead of
+    each scenario's own; empty keeps the scenario's."""
+    frame_skip: int = 4
+    """Action repeat: game tics per agent step (frames are counted as steps x frame_skip)."""
+    obs_size: list[int] = field(default_factory=lambda: [84, 84])
+    """Observation ``[height, width]`` after an area resize of the smallest ViZDoom resolution that
+    covers it (160x120 for the default); a size that is a ViZDoom resolution is rendered as is."""
+    color: bool = False
+    """RGB frames (3 channels each) instead of grayscale (1)."""
+
+    def __post_init__(self) -> None:
+        s = "env.doom"
+        choice(s, "actions", self.actions, DOOM_ACTIONS)
+        positive(s, "frame_skip", self.frame_skip)
+        check(len(self.obs_size) == 2 and all(isinstance(v, int) and v > 0 for v in self.obs_size),
+              f"env.doom.obs_size={self.obs_size!r} must be [height, width], two positive integers")
+        check(all(isinstance(b, str) for b in self.buttons), f"env.doom.buttons={self.buttons!r} must be button names")
+        check(not self.buttons or self.actions == "small",
+              "env.doom.buttons replaces the scenarios' own buttons of env.doom.actions=small; "
+              "with env.doom.actions=large every button is in the product already")
+
+
 @dataclass
 class EnvConfig:
     """Which environment(s) to train on and how to process them."""
 
     id: str = "minatar:Breakout"
-    """``minatar:<Game>``, ``atari:<Game>``, any registered Gymnasium id, or a suite name
-    (``minatar5``, ``atari5``, ``atari57``) for multi-task training."""
+    """``minatar:<Game>``, ``atari:<Game>``, ``vizdoom:<scenario>``, any registered Gymnasium id, or a
+    suite name (``minatar5``, ``atari5``, ``atari57``, ``doom``) for multi-task training."""
     sticky_actions: float | None = None
     """Probability of repeating the previous action; None uses the env's default
-    (0.1 for MinAtar, as its authors recommend; 0.0 for Atari, as in IMPALA)."""
+    (0.1 for MinAtar, as its authors recommend; 0.0 for Atari, as in IMPALA, and ViZDoom)."""
     full_action_space: bool = False
     """Atari: use all 18 actions instead of the game's minimal set."""
     episodic_life: bool = False
@@ -50,11 +85,15 @@ class EnvConfig:
     noop_max: int = 30
     """Atari: up to this many no-op actions at the start of each episode."""
     frame_stack: int = 4
-    """Atari: number of stacked 84x84 grayscale frames."""
+    """Atari and ViZDoom: number of stacked frames (84x84 grayscale on Atari)."""
     max_episode_frames: int = 108_000
-    """Atari: episode cap in emulator frames (108k = 30 minutes of play)."""
+    """Atari: episode cap in emulator frames (108k = 30 minutes of play); ViZDoom: in game tics, on
+    top of each scenario's own timeout."""
     max_episode_steps: int | None = None
-    """Gymnasium ids: override the env's time limit (agent steps); None keeps the env's own."""
+    """Gymnasium ids: override the env's time limit (agent steps); None keeps the env's own. MinAtar,
+    Atari and ViZDoom: an extra limit in agent steps."""
+    doom: DoomConfig = field(default_factory=DoomConfig)
+    """ViZDoom: action set and screen processing."""
 
     def __post_init__(self) -> None:
         s = "env"
@@ -66,6 +105,7 @@ class EnvConfig:
         positive(s, "max_episode_frames", self.max_episode_frames)
         if self.max_episode_steps is not None:
             positive(s, "max_episode_steps", self.max_episode_steps)
+        check(isinstance(self.doom, DoomConfig), "env.doom must be a section (env.doom.actions=..., ...)")
 
 
 TORSOS = ("auto", "nature", "impala_shallow", "impala_deep", "minatar", "mlp")
@@ -163,6 +203,10 @@ class LearnerConfig:
     vtrace_lambda: float = 1.0
     """V-trace's lambda (IMPALA, Remark 2): 1 is the paper's V-trace; below 1 the value targets
     and advantages weigh later rewards less and the critic more (the lambda-returns on-policy)."""
+    pg_clip: float = 0.0
+    """PPO's clipped surrogate on V-trace advantages (``kickstart.losses.impala.clipped_surrogate_loss``)
+    with this clipping range, e.g. 0.2; 0 (the default) is IMPALA's policy gradient. It bounds how far
+    the steps on one batch move the policy from the one that acted (``learner.epochs`` > 1)."""
     epochs: int = 1
     """Passes over each batch of unrolls: 1 is IMPALA's one update per batch. More passes reuse the
     experience (as PPO's epochs do): from the second pass on, the policy being trained is no longer
@@ -208,6 +252,9 @@ class LearnerConfig:
         unit(s, "vtrace_lambda", self.vtrace_lambda)
         positive(s, "unroll_length", self.unroll_length)
         positive(s, "batch_size", self.batch_size)
+        positive(s, "pg_clip", self.pg_clip, allow_zero=True)
+        check(self.pg_clip < 1.0, f"learner.pg_clip={self.pg_clip!r} must be in [0, 1): the ratio is clipped to "
+              f"[1 - pg_clip, 1 + pg_clip]")
         positive(s, "epochs", self.epochs)
         positive(s, "minibatches", self.minibatches)
         check(self.batch_size % self.minibatches == 0,

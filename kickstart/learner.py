@@ -211,7 +211,8 @@ class Learner:
         vt = vtrace_targets(batch, log_rhos, values.detach(), cfg)
 
         entropy = self.dist.entropy(logits[:-1])
-        advantages = vt.pg_advantages
+        # The clipped surrogate's ratio carries the importance weight; IMPALA's advantage holds it.
+        advantages = vt.advantages if cfg.pg_clip > 0 else vt.pg_advantages
         if self.popart is None:
             baseline = cfg.baseline_cost * impala.baseline_loss(values[:-1], vt.vs, reduction=red)
         else:
@@ -225,7 +226,10 @@ class Learner:
             self._popart_targets = (vt.vs, task)
         if cfg.advantage_norm:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        pg = impala.policy_gradient_loss(target_logp, advantages, reduction=red)
+        if cfg.pg_clip > 0:
+            pg = impala.clipped_surrogate_loss(target_logp, behaviour_logp, advantages, cfg.pg_clip, reduction=red)
+        else:
+            pg = impala.policy_gradient_loss(target_logp, advantages, reduction=red)
         ent = self.hparams["entropy_cost"] * impala.entropy_loss(entropy, reduction=red)
         # learner.rl_loss=false: pure distillation, only the method terms train the network.
         total = pg + baseline + ent if cfg.rl_loss else logits.new_zeros(())
@@ -239,6 +243,8 @@ class Learner:
                 "value/mean": values[:-1].mean().item(),
                 "value/target_mean": vt.vs.mean().item(),
             }
+            if cfg.pg_clip > 0:
+                metrics["policy/ratio_clipped_frac"] = ((rhos - 1).abs() > cfg.pg_clip).float().mean().item()
             if self.popart is not None:
                 sig = self.popart.sigma()
                 metrics.update({"popart/sigma_min": sig.min().item(), "popart/sigma_max": sig.max().item()})

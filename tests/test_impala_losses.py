@@ -119,3 +119,51 @@ def test_advantages_and_targets_receive_no_gradient():
     loss.backward()
     assert log_probs.grad is not None and values.grad is not None
     assert advantages.grad is None and targets.grad is None
+
+
+# -- PPO's clipped surrogate on V-trace advantages (learner.pg_clip) -------------------------------
+
+def test_clipped_surrogate_by_hand():
+    """-mean(min(r A, clip(r, 0.8, 1.2) A)) for ratios 1.5, 0.5, 1.1, 0.7 and advantages 2, 2, -1, -3."""
+    logp = torch.log(torch.tensor([[1.5, 0.5], [1.1, 0.7]]))
+    behaviour = torch.zeros(2, 2)
+    adv = torch.tensor([[2.0, 2.0], [-1.0, -3.0]])
+    # min(3.0, 2.4) = 2.4; min(1.0, 1.6) = 1.0; min(-1.1, -1.1) = -1.1; min(-2.1, -2.4) = -2.4
+    expected = -(2.4 + 1.0 - 1.1 - 2.4)
+    assert impala.clipped_surrogate_loss(logp, behaviour, adv, 0.2).item() == pytest.approx(expected, rel=1e-6)
+    assert impala.clipped_surrogate_loss(logp, behaviour, adv, 0.2, reduction="mean").item() == \
+        pytest.approx(expected / 4, rel=1e-6)
+
+
+def test_clipped_surrogate_is_the_policy_gradient_on_policy():
+    """At ratio 1 the gradient is IMPALA's policy gradient with the same advantages."""
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    actions = torch.randint(0, 4, (5, 3))
+    adv = torch.randn(5, 3)
+
+    def grad(fn):
+        logp = F.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        (g,) = torch.autograd.grad(fn(logp), logits)
+        return g
+
+    behaviour = F.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1).detach()
+    clipped = grad(lambda lp: impala.clipped_surrogate_loss(lp, behaviour, adv, 0.1))
+    plain = grad(lambda lp: impala.policy_gradient_loss(lp, adv))
+    torch.testing.assert_close(clipped, plain)
+
+
+@pytest.mark.parametrize("ratio, adv, moves", [(1.5, 1.0, False), (0.5, -1.0, False), (1.5, -1.0, True),
+                                               (0.5, 1.0, True), (1.1, 1.0, True), (0.9, -1.0, True)])
+def test_clipped_surrogate_stops_only_where_the_ratio_left_the_range_the_advantage_favours(ratio, adv, moves):
+    logp = torch.tensor([[float(torch.log(torch.tensor(ratio)))]], requires_grad=True)
+    loss = impala.clipped_surrogate_loss(logp, torch.zeros(1, 1), torch.tensor([[adv]]), 0.2)
+    (g,) = torch.autograd.grad(loss, logp)
+    assert (g.abs().item() > 0) == moves
+    if moves:   # d/dlogp of -r A is -r A
+        assert g.item() == pytest.approx(-ratio * adv, rel=1e-6)
+
+
+def test_clipped_surrogate_rejects_a_bad_clip():
+    x = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match="clip must be > 0"):
+        impala.clipped_surrogate_loss(x, x, x, 0.0)

@@ -123,3 +123,29 @@ def test_minibatches_must_divide_the_batch():
         _cfg("learner.minibatches=3")
     with pytest.raises(ConfigError, match=r"learner.epochs=0 must be > 0"):
         _cfg("learner.epochs=0")
+
+
+def test_pg_clip_is_impalas_update_on_policy_and_bounds_the_later_passes():
+    """learner.pg_clip: on the actors' own batch (ratio 1) the clipped surrogate's gradients are the
+    V-trace policy gradient's; the later passes report how many ratios left the clipping range."""
+    grads = {}
+    for clip in (0.0, 0.2):
+        cfg = _cfg(f"learner.pg_clip={clip}")
+        net, batch = _setup(cfg)
+        learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+        total, m = learner.loss(batch, 0)
+        total.backward()
+        grads[clip] = [p.grad.clone() for p in net.parameters()]
+        assert m["vtrace/rho_mean"] == pytest.approx(1.0, abs=1e-5)
+    for a, b in zip(grads[0.0], grads[0.2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+    cfg = _cfg("learner.pg_clip=0.01", "learner.epochs=4", "learner.learning_rate=0.05")
+    net, batch = _setup(cfg)
+    m = Learner(net, cfg.learner, 10_000, device=torch.device("cpu")).step(batch, 0)
+    assert 0 < m["policy/ratio_clipped_frac"] < 1
+
+
+def test_pg_clip_must_be_below_one():
+    with pytest.raises(ConfigError, match=r"learner.pg_clip=1.5 must be in \[0, 1\)"):
+        _cfg("learner.pg_clip=1.5")

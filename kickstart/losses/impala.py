@@ -13,6 +13,7 @@ entropy_cost); the functions carry none, beyond the conventional 1/2 of the squa
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 REDUCTIONS = ("sum", "mean")
@@ -47,6 +48,33 @@ def policy_gradient_loss(log_probs_taken: Tensor, advantages: Tensor, *,
     return -reduce(log_probs_taken * advantages.detach(), reduction)
 
 
+def clipped_surrogate_loss(log_probs_taken: Tensor, behaviour_log_probs: Tensor, advantages: Tensor,
+                           clip: float, *, reduction: str = "sum") -> Tensor:
+    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7) on V-trace advantages:
+    ``-reduce(min(r_s A_s, clip(r_s, 1 - clip, 1 + clip) A_s))`` with ``r_s = pi(a_s|x_s) / mu(a_s|x_s)``.
+
+    The ratio carries the importance weight, so ``A_s`` is V-trace's advantage *without* its
+    ``rho_s`` (``r_s + gamma v_{s+1} - V(x_s)``). At ``r_s = 1`` the gradient is IMPALA's policy
+    gradient; where the ratio has left ``[1 - clip, 1 + clip]`` in the direction the advantage
+    favours, the step has no gradient: when a batch is reused for several optimiser steps
+    (``learner.epochs``), the policy cannot run away from the one that acted.
+
+    Args:
+      log_probs_taken: ``[T, B]`` ``log pi(a_s|x_s)`` under the learner's policy (differentiable).
+      behaviour_log_probs: ``[T, B]`` ``log mu(a_s|x_s)`` of the actors' policy (constants).
+      advantages: ``[T, B]`` advantages; constants (detached).
+      clip: the clipping range epsilon, > 0.
+    """
+    _same_shape("clipped_surrogate_loss", log_probs_taken=log_probs_taken,
+                behaviour_log_probs=behaviour_log_probs, advantages=advantages)
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0; got {clip!r}")
+    ratio = (log_probs_taken - behaviour_log_probs.detach()).exp()
+    adv = advantages.detach()
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
+    return -reduce(surrogate, reduction)
+
+
 def baseline_loss(values: Tensor, targets: Tensor, *, reduction: str = "sum") -> Tensor:
     """Baseline loss ``0.5 * reduce((v_s - V(x_s))^2)`` (IMPALA Section 4.2).
 
@@ -78,7 +106,8 @@ def entropy_loss(entropy: Tensor, *, reduction: str = "sum") -> Tensor:
 
 
 def _same_shape(fn: str, **tensors: Tensor) -> None:
-    (n1, a), (n2, b) = tensors.items()
-    if a.shape != b.shape:
-        raise ValueError(f"{fn}: {n1} {tuple(a.shape)} and {n2} {tuple(b.shape)} must have the "
-                         f"same shape [T, B]")
+    (n1, a), *rest = tensors.items()
+    for n2, b in rest:
+        if a.shape != b.shape:
+            raise ValueError(f"{fn}: {n1} {tuple(a.shape)} and {n2} {tuple(b.shape)} must have the "
+                             f"same shape [T, B]")

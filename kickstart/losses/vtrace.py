@@ -32,6 +32,9 @@ class VTraceReturns(NamedTuple):
     pg_advantages: Tensor
     """``[T, B]`` policy-gradient advantages
     ``min(rho_bar_pg, rho_s) * (r_s + discount_s * v_{s+1} - V(x_s))``."""
+    advantages: Tensor
+    """``[T, B]`` the same without the importance weight, ``r_s + discount_s * v_{s+1} - V(x_s)``
+    (for a loss whose own ratio carries it: :func:`kickstart.losses.impala.clipped_surrogate_loss`)."""
 
 
 def from_importance_weights(
@@ -114,8 +117,9 @@ def from_importance_weights(
             vs_tp1 = torch.where(truncated, final_values, vs_tp1)
         clipped_pg_rhos = (rhos if clip_pg_rho_threshold is None
                            else rhos.clamp(max=clip_pg_rho_threshold))
-        pg_advantages = clipped_pg_rhos * (rewards + discounts * vs_tp1 - values)
-    return VTraceReturns(vs=vs, pg_advantages=pg_advantages)
+        advantages = rewards + discounts * vs_tp1 - values
+        pg_advantages = clipped_pg_rhos * advantages
+    return VTraceReturns(vs=vs, pg_advantages=pg_advantages, advantages=advantages)
 
 
 def _check_inputs(log_rhos, discounts, rewards, values, bootstrap_value,
