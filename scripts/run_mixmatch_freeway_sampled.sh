@@ -15,12 +15,16 @@ OUT=runs/mixmatch
 CFG=configs/mixmatch/minatar_freeway_action_space.yaml
 COMMON=(run.total_frames=$FRAMES run.out_dir=$OUT run.progress=false run.tensorboard=false)
 HALF=mixmatch.alpha_end_frames=$((FRAMES / 2))
+# The baselines keep the learner settings these results were made with (one V-trace update per batch,
+# as the M&M configs), not the expert configs' current PPO-style passes.
+ONE_PASS=(learner.discount=0.99 learner.entropy_cost=0.001 learner.advantage_norm=false learner.pg_clip=0
+          learner.epochs=1 learner.minibatches=1)
 for seed in 0 1; do
   S=(runtime.seed=$seed)
   $KS train $CFG "${COMMON[@]}" "${S[@]}" $HALF run.name=fw-mm-actions-s$seed
   $KS train $CFG "${COMMON[@]}" "${S[@]}" run.name=fw-small-only-s$seed \
       mixmatch.alpha_schedule=constant mixmatch.alpha=0 mixmatch.lambda_mm=0
-  $KS train configs/minatar_breakout.yaml env.id=minatar:Freeway "${COMMON[@]}" "${S[@]}" run.name=fw-big-only-s$seed
+  $KS train configs/minatar_breakout.yaml env.id=minatar:Freeway "${COMMON[@]}" "${S[@]}" "${ONE_PASS[@]}" run.name=fw-big-only-s$seed
   $KS train configs/mixmatch/minatar_breakout_cores.yaml "${COMMON[@]}" "${S[@]}" $HALF mixmatch.mixing=sampled \
       run.name=mm-cores-sampled-s$seed
 done

@@ -14,14 +14,18 @@ KS=.venv/bin/kickstart
 OUT=runs/mixmatch
 COMMON=(run.total_frames=$FRAMES run.out_dir=$OUT run.progress=false run.tensorboard=false)
 HALF=mixmatch.alpha_end_frames=$((FRAMES / 2))
+# The baselines keep the learner settings these results were made with (one V-trace update per batch,
+# as the M&M configs), not the expert configs' current PPO-style passes.
+ONE_PASS=(learner.discount=0.99 learner.entropy_cost=0.001 learner.advantage_norm=false learner.pg_clip=0
+          learner.epochs=1 learner.minibatches=1)
 for seed in 0 1; do
   S=(runtime.seed=$seed)
   $KS train configs/mixmatch/minatar_breakout_action_space.yaml "${COMMON[@]}" "${S[@]}" $HALF run.name=mm-actions-s$seed
   $KS train configs/mixmatch/minatar_breakout_action_space.yaml "${COMMON[@]}" "${S[@]}" run.name=small-only-s$seed \
       mixmatch.alpha_schedule=constant mixmatch.alpha=0 mixmatch.lambda_mm=0
-  $KS train configs/minatar_breakout.yaml "${COMMON[@]}" "${S[@]}" run.name=big-only-s$seed
+  $KS train configs/minatar_breakout.yaml "${COMMON[@]}" "${S[@]}" "${ONE_PASS[@]}" run.name=big-only-s$seed
   $KS train configs/mixmatch/minatar_breakout_cores.yaml "${COMMON[@]}" "${S[@]}" $HALF run.name=mm-cores-s$seed
-  $KS train configs/minatar_breakout.yaml "${COMMON[@]}" "${S[@]}" net.core=lstm net.lstm_size=128 run.name=lstm-only-s$seed
+  $KS train configs/minatar_breakout.yaml "${COMMON[@]}" "${S[@]}" "${ONE_PASS[@]}" net.core=lstm net.lstm_size=128 run.name=lstm-only-s$seed
 done
 B="--budgets $((FRAMES / 4)),$((FRAMES / 2)),$((3 * FRAMES / 4)),$FRAMES --scores 1,2,4"
 mkdir -p results/mixmatch/action_spaces results/mixmatch/cores
