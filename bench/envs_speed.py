@@ -2,7 +2,8 @@
 
     python bench/envs_speed.py [--envs 1 16 32] [--seconds 1.5] [ids ...]
 
-Each id (default: the five MinAtar games, atari:Pong and atari:Breakout) is stepped as one
+Each id (default: the five MinAtar games, atari:Pong, atari:Breakout, and the ViZDoom scenarios
+vizdoom:basic, vizdoom:health_gathering and vizdoom:deathmatch_bots, 7 bots) is stepped as one
 ``BatchedEnv`` of ``N`` envs with uniform random actions, as an actor would step it minus the
 network. Each figure is the best of 5 timed windows of ``--seconds / 5``. Prints figures, not
 verdicts. ``bench/throughput`` measures the same thing for the training configs.
@@ -22,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kickstart.config import EnvConfig  # noqa: E402
 from kickstart.envs import env_spec, make_batched_env, minatar  # noqa: E402
 
-DEFAULT_IDS = [minatar.PREFIX + g for g in minatar.GAMES] + ["atari:Pong", "atari:Breakout"]
+DEFAULT_IDS = [minatar.PREFIX + g for g in minatar.GAMES] + ["atari:Pong", "atari:Breakout", "vizdoom:basic",
+                                                             "vizdoom:health_gathering", "vizdoom:deathmatch_bots"]
 
 
 def env_rate(env_id: str, num_envs: int, seconds: float, seed: int = 0) -> tuple[float, int]:
@@ -52,7 +54,8 @@ def env_rate(env_id: str, num_envs: int, seconds: float, seed: int = 0) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("ids", nargs="*", default=DEFAULT_IDS, help="env ids (default: MinAtar games, Pong, Breakout)")
+    ap.add_argument("ids", nargs="*", default=DEFAULT_IDS,
+                    help="env ids (default: MinAtar games, Pong, Breakout, three ViZDoom scenarios)")
     ap.add_argument("--envs", type=int, nargs="+", default=[1, 16, 32], help="batch sizes N")
     ap.add_argument("--seconds", type=float, default=1.5, help="timed seconds per figure")
     args = ap.parse_args()

@@ -127,7 +127,7 @@ def _split_config_and_overrides(args) -> tuple[str | None, list[str]]:
 # learning rate and entropy cost are restored from it).
 # net.precision is not among them: it changes how the same weights are computed, not what they are,
 # and a run resumed on another machine may need another (auto re-resolves it there).
-_FIXED_ON_RESUME = ("net.", "env.id", "env.full_action_space", "env.frame_stack", "learner.optimizer",
+_FIXED_ON_RESUME = ("net.", "env.id", "env.full_action_space", "env.frame_stack", "env.doom.", "learner.optimizer",
                     "learner.learning_rate", "learner.entropy_cost", "learner.rmsprop_", "learner.adam_",
                     "pbt.population_size")
 

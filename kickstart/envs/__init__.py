@@ -4,8 +4,10 @@ Env ids:
 
 * ``minatar:<Game>``: Asterix, Breakout, Freeway, Seaquest, SpaceInvaders (see :mod:`.minatar`);
 * ``atari:<Game>``: any ALE ROM, e.g. ``atari:Pong``, ``atari:SpaceInvaders`` (see :mod:`.atari`);
+* ``vizdoom:<scenario>``: a ViZDoom scenario, e.g. ``vizdoom:basic``, ``vizdoom:deathmatch_bots``
+  (see :mod:`.doom`);
 * any registered Gymnasium id with Discrete or MultiDiscrete actions, e.g. ``CartPole-v1``;
-* a suite name (``minatar5``, ``atari5``, ``atari57``): several tasks trained together, which
+* a suite name (``minatar5``, ``atari5``, ``atari57``, ``doom``): several tasks trained together, which
   share one observation shape and one action space (see :mod:`.suites`).
 
 Game names are case-insensitive and may be written in snake_case (``atari:space_invaders``);
@@ -17,7 +19,7 @@ The actors and the learner use three functions::
     spec = env_spec(cfg)                             # shapes, action set, frames per step
     env = make_batched_env(cfg, task_ids, seed)      # env i runs task task_ids[i]
 
-Heavy imports (ale-py, Gymnasium) happen only when an env of that family is used.
+Heavy imports (ale-py, vizdoom, Gymnasium) happen only when an env of that family is used.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kickstart.config import EnvConfig
-from kickstart.envs import atari, minatar
+from kickstart.envs import atari, doom, minatar
 from kickstart.envs.batched import BatchedEnv, Episode, StepResult
 from kickstart.envs.suites import SUITES, capped_score, has_normalisation, normalised_score, suite_score
 from kickstart.errors import UserError
@@ -37,16 +39,19 @@ __all__ = [
 ]
 
 _VALID = ("valid env ids: minatar:<Game> (" + ", ".join(minatar.GAMES) + "), atari:<Game> (e.g. "
-          "atari:Pong), a registered Gymnasium id (e.g. CartPole-v1), or a suite (" + ", ".join(SUITES) + ")")
+          "atari:Pong), vizdoom:<scenario> (" + ", ".join(doom.SCENARIOS) + "), a registered Gymnasium id "
+          "(e.g. CartPole-v1), or a suite (" + ", ".join(SUITES) + ")")
 
 
 def family(task: str) -> str:
-    """``"minatar"``, ``"atari"`` or ``"gym"``."""
+    """``"minatar"``, ``"atari"``, ``"vizdoom"`` or ``"gym"``."""
     low = task.strip().lower()
     if low.startswith(minatar.PREFIX):
         return "minatar"
     if low.startswith(atari.PREFIX):
         return "atari"
+    if low.startswith(doom.PREFIX):
+        return "vizdoom"
     return "gym"
 
 
@@ -60,6 +65,8 @@ def resolve_tasks(env_id: str) -> list[str]:
         return [minatar.canonical_task(key[len(minatar.PREFIX):])]
     if fam == "atari":
         return [atari.canonical_task(key[len(atari.PREFIX):])]
+    if fam == "vizdoom":
+        return [doom.canonical_task(key[len(doom.PREFIX):])]
     from kickstart.envs import gym
 
     if key and gym.is_registered(key):
@@ -76,7 +83,8 @@ def _is_suite(cfg: EnvConfig) -> bool:
 def _family_of(tasks: Sequence[str]) -> str:
     fams = {family(t) for t in tasks}
     if len(fams) != 1:  # cannot happen with the built-in suites
-        raise UserError(f"tasks {list(tasks)} mix env families; a suite must be all MinAtar, all Atari or all Gymnasium")
+        raise UserError(f"tasks {list(tasks)} mix env families; a suite must be all MinAtar, all Atari, all ViZDoom "
+                        f"or all Gymnasium")
     return fams.pop()
 
 
@@ -93,6 +101,8 @@ def env_spec(cfg: EnvConfig) -> EnvSpec:
         return minatar.minatar_spec(tasks, cfg)
     if fam == "atari":
         return atari.atari_spec(tasks, cfg, _atari_full_actions(cfg, tasks))
+    if fam == "vizdoom":
+        return doom.doom_spec(tasks, cfg)
     from kickstart.envs import gym
 
     return gym.gym_spec(tasks, cfg)
@@ -112,6 +122,8 @@ def make_batched_env(cfg: EnvConfig, task_ids: Sequence[int], seed: int,
         return minatar.MinAtarBatch(spec, cfg, task_ids, seed)
     if fam == "atari":
         return atari.AtariBatch(spec, cfg, task_ids, seed, _atari_full_actions(cfg, spec.task_names))
+    if fam == "vizdoom":
+        return doom.DoomBatch(spec, cfg, task_ids, seed)
     from kickstart.envs import gym
 
     return gym.GymBatch(spec, cfg, task_ids, seed)

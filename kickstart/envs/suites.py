@@ -9,6 +9,12 @@ Suites (tasks share one observation shape and one action space):
   shooter, and a shooter with a resource to manage; dense and sparse rewards, short and long
   episodes). Atari suites always use the full 18-action set, whatever ``env.full_action_space``.
 * ``atari57``: the 57 games of the human-normalised benchmark (table in ``data/``).
+* ``doom``: eight ViZDoom scenarios, one per skill (see :mod:`.doom`): aiming (``basic``,
+  ``defend_the_center``, ``predict_position``), dodging (``take_cover``), combat
+  (``deadly_corridor``), navigation (``my_way_home``), foraging (``health_gathering``) and a
+  deathmatch against built-in bots (``deathmatch_bots``). The tasks share the observation settings
+  and ``env.doom.actions``: ``large`` (the 108-action factorised set, what ``configs/doom.yaml``
+  trains with) is the same set for every task; ``small`` is the union of the tasks' own buttons.
 
 Scores:
 
@@ -16,6 +22,13 @@ Scores:
   returns of ``data/atari57_human_random.csv`` (DQN Zoo's table).
 * MinAtar: ``100 * (ret - random) / (reference - random)`` with the measured uniform-random
   return and a reference return per game from :mod:`kickstart.envs.minatar_reference`.
+* ViZDoom: ``100 * (ret - random) / (reference - random)`` with the table
+  ``data/doom_random_reference.csv``: ``random`` is the measured mean return of a uniform random
+  policy over the large action set (``scripts/measure_doom_random.py``, default env settings);
+  ``reference`` is the most an episode can return under the scenario's rules (with frame skip 4;
+  reaching it takes near-perfect play), and for ``deathmatch_bots``, whose frags have no bound, the
+  built-in bots' own mean frags per match. Each row says how its reference follows from the
+  scenario's rewards (ViZDoom's scenario documentation, docs/environments/default.md).
 * Other tasks have no normalisation: :func:`normalised_score` returns the raw return and
   :func:`has_normalisation` is False.
 
@@ -32,11 +45,13 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from kickstart.envs import atari, minatar
+from kickstart.envs import atari, doom, minatar
 from kickstart.envs.minatar_reference import RANDOM as MINATAR_RANDOM
 from kickstart.envs.minatar_reference import REFERENCE as MINATAR_REFERENCE
+from kickstart.errors import UserError
 
 ATARI_TABLE = Path(__file__).with_name("data") / "atari57_human_random.csv"
+DOOM_TABLE = Path(__file__).with_name("data") / "doom_random_reference.csv"
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +59,13 @@ def atari_human_random() -> dict[str, tuple[float, float]]:
     """``{rom_id: (random, human)}`` from the packaged Atari-57 table."""
     rows = [line for line in ATARI_TABLE.read_text().splitlines() if line and not line.startswith("#")]
     return {r["game"]: (float(r["random"]), float(r["human"])) for r in csv.DictReader(rows)}
+
+
+@lru_cache(maxsize=1)
+def doom_random_reference() -> dict[str, tuple[float, float]]:
+    """``{scenario: (random, reference)}`` from the packaged ViZDoom table."""
+    rows = [line for line in DOOM_TABLE.read_text().splitlines() if line and not line.startswith("#")]
+    return {r["scenario"]: (float(r["random"]), float(r["reference"])) for r in csv.DictReader(rows)}
 
 
 def _key(name: str) -> str:
@@ -54,6 +76,8 @@ SUITES: dict[str, list[str]] = {
     "minatar5": [minatar.PREFIX + g for g in minatar.GAMES],
     "atari5": ["atari:Pong", "atari:Breakout", "atari:Boxing", "atari:SpaceInvaders", "atari:Seaquest"],
     "atari57": [atari.task_of_rom(g) for g in atari_human_random()],
+    "doom": [doom.PREFIX + s for s in ("basic", "defend_the_center", "predict_position", "take_cover",
+                                       "deadly_corridor", "my_way_home", "health_gathering", "deathmatch_bots")],
 }
 
 
@@ -68,11 +92,17 @@ def _bounds(task: str) -> tuple[float, float] | None:
         if game is None:
             return None
         return MINATAR_RANDOM[game], MINATAR_REFERENCE[game]
+    if low.startswith(doom.PREFIX):
+        try:
+            scenario = doom.scenario_name(low)
+        except UserError:
+            return None
+        return doom_random_reference().get(scenario)
     return None
 
 
 def has_normalisation(task: str) -> bool:
-    """Whether ``task`` has a normalised score (Atari-57 games and MinAtar games)."""
+    """Whether ``task`` has a normalised score (Atari-57 games, MinAtar games, the ``doom`` suite's tasks)."""
     return _bounds(task) is not None
 
 
