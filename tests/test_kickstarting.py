@@ -598,7 +598,9 @@ def frames_to_reach(metrics_csv, task, threshold):
 # configs/minatar_breakout.yaml as measured for the test below, pinned against later edits of the file.
 BREAKOUT = ["env.id=minatar:Breakout", "net.torso=minatar", "net.core=ff", "net.hidden_size=128",
             "learner.optimizer=adam", "learner.learning_rate=0.001", "learner.lr_schedule=constant",
-            "learner.loss_reduction=mean", "learner.entropy_cost=0.001", "learner.unroll_length=20",
+            "learner.loss_reduction=mean", "learner.entropy_cost=0.001", "learner.discount=0.99",
+            "learner.advantage_norm=false", "learner.pg_clip=0", "learner.epochs=1", "learner.minibatches=1",
+            "learner.unroll_length=20",
             "learner.batch_size=64", "runtime.num_actors=1", "runtime.envs_per_actor=64", "runtime.backend=local",
             "run.progress=false", "run.tensorboard=false"]
 
