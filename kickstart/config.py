@@ -113,6 +113,9 @@ CORES = ("ff", "lstm")
 POLICY_HEADS = ("categorical", "factorised")
 
 
+INITS = ("default", "orthogonal")
+
+
 @dataclass
 class NetConfig:
     """The agent's network: torso -> core -> heads."""
@@ -140,6 +143,10 @@ class NetConfig:
     or AMX; fp32 elsewhere; see :mod:`kickstart.precision`), ``fp32``, or ``bf16`` (autocast:
     convolutions and matrix products in bfloat16, parameters, outputs and losses in float32;
     emulated, and several times slower than fp32, where bf16 is not native)."""
+    init: str = "default"
+    """Initialisation of the torso and the value head: ``default`` (PyTorch's layer defaults) or
+    ``orthogonal`` (orthogonal weights, gain sqrt(2) in the ReLU torso and 1 in the value head, zero
+    biases: what PPO implementations use). The policy head is always orthogonal with gain 0.01."""
     popart: bool = False
     """PopArt value head (Hessel et al. 2019; :mod:`kickstart.nets.popart`): one normalised value per
     task, trained on per-task normalised targets, with the policy-gradient advantage divided by the
@@ -154,6 +161,7 @@ class NetConfig:
         choice(s, "core", self.core, CORES)
         choice(s, "policy_head", self.policy_head, POLICY_HEADS)
         choice(s, "precision", self.precision, PRECISIONS)
+        choice(s, "init", self.init, INITS)
         positive(s, "hidden_size", self.hidden_size)
         positive(s, "lstm_size", self.lstm_size)
         check(0.0 < self.popart_beta <= 1.0, f"net.popart_beta={self.popart_beta} must be in (0, 1]")

@@ -385,3 +385,26 @@ def test_bad_combinations_raise_a_one_line_user_error(cfg, spec, match):
     with pytest.raises(UserError, match=match) as info:
         build_net(cfg, spec)
     assert "\n" not in str(info.value)
+
+
+def test_orthogonal_init_makes_torso_and_value_head_orthogonal_with_their_gains():
+    from kickstart.envs import env_spec
+    from kickstart.errors import ConfigError
+    from kickstart.methods import load_config
+    from kickstart.nets import build_net
+
+    cfg = load_config(None, ["env.id=minatar:Breakout", "net.torso=minatar", "net.hidden_size=32", "net.init=orthogonal"])
+    net = build_net(cfg.net, env_spec(cfg.env))
+    w = net.torso.fc.weight                                   # [32, n]: orthonormal rows, scaled by the gain
+    torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(32), atol=1e-4, rtol=0)
+    assert torch.count_nonzero(net.torso.fc.bias) == 0
+    v = net.baseline_head.linear.weight
+    assert v.norm().item() == pytest.approx(1.0, rel=1e-5)
+    conv = net.torso.convs[0].weight.flatten(1)             # [16, C*9], 16 <= C*9
+    torch.testing.assert_close(conv @ conv.T, 2.0 * torch.eye(16), atol=1e-4, rtol=0)
+    default = build_net(load_config(None, ["env.id=minatar:Breakout", "net.torso=minatar"]).net, env_spec(cfg.env))
+    assert torch.count_nonzero(default.torso.fc.bias) > 0     # PyTorch's defaults are left alone
+    with pytest.raises(ConfigError, match="net.init='xavier' is not valid; choose one of: default, orthogonal"):
+        load_config(None, ["net.init=xavier"])
+    p = net.policy_head.linear.weight                        # unchanged: orthogonal, gain 0.01
+    assert p.norm().item() == pytest.approx(0.01 * math.sqrt(min(p.shape)), rel=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -109,6 +110,15 @@ class AgentNet(nn.Module):
         return AgentOutput(logits, baseline, {}), state
 
 
+def orthogonal_init_(module: nn.Module, gain: float) -> None:
+    """Orthogonal weights with ``gain`` and zero biases for every conv and linear layer of ``module``."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.orthogonal_(m.weight, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     """Build the agent network described by ``cfg`` for ``spec``; raises UserError on a bad fit."""
     torso = make_torso(cfg.torso, spec.obs_shape, cfg.hidden_size, cfg.mlp_sizes)
@@ -116,6 +126,9 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
     baseline_head = (PopArtHead(core.out_size, spec.num_tasks, cfg.popart_beta) if cfg.popart
                      else BaselineHead(core.out_size))
+    if cfg.init == "orthogonal":
+        orthogonal_init_(torso, math.sqrt(2.0))      # ReLU layers
+        orthogonal_init_(baseline_head, 1.0)
     return AgentNet(spec, torso, core, policy_head, baseline_head, cfg.precision)
 
 
