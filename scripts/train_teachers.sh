@@ -7,7 +7,7 @@ bash scripts/setup.sh
 KS=.venv/bin/kickstart
 # The expert setting of configs/minatar_<game>.yaml (4 clipped V-trace passes per batch), seed 0, 10M
 # frames: the learning benchmark's runs (results/learning/passes/).
-for game in Breakout Freeway SpaceInvaders; do
+for game in Asterix Breakout Freeway SpaceInvaders; do
   slug=$(echo "$game" | tr 'A-Z' 'a-z')
   $KS train configs/minatar_$slug.yaml runtime.seed=0 run.out_dir=runs/teachers run.name=minatar-$slug run.progress=false
   $KS export runs/teachers/minatar-$slug teachers/minatar-$slug.pt
@@ -15,7 +15,7 @@ done
 # Trained before those passes existed: the same configs with IMPALA's one update per batch, seed 0, 10M frames.
 ONE_PASS=(learner.discount=0.99 learner.entropy_cost=0.001 learner.advantage_norm=false learner.pg_clip=0
           learner.epochs=1 learner.minibatches=1)
-for game in Asterix Seaquest; do
+for game in Seaquest; do
   slug=$(echo "$game" | tr 'A-Z' 'a-z')
   $KS train configs/minatar_$slug.yaml "${ONE_PASS[@]}" runtime.seed=0 run.out_dir=runs/teachers run.name=minatar-$slug \
       run.progress=false
