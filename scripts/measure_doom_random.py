@@ -4,8 +4,7 @@ The figures feed ``kickstart/envs/data/doom_random_reference.csv`` (``random``),
 0 of the ``doom`` suite's normalised scores. Each scenario is played through the real adapter
 (``make_batched_env``, default settings: frame skip 4, 84x84 grayscale) with uniform random actions
 over ``--actions`` (``large``, the suite's: each factor uniform and independent; or ``small``).
-Episodes are collected with ``--envs`` envs in parallel, each contributing exactly
-``episodes / envs`` episodes (its first ones), so that short episodes are not over-represented.
+Episodes are collected with ``--envs`` envs in parallel, balanced over envs (``random_play.py``).
 
 For ``deathmatch_bots`` it also plays ``--bot-matches`` matches with one ``ScenarioGame`` (same
 rules: frag reward, respawn, 4200-tic match, random agent) and prints the built-in bots' mean frags
@@ -28,29 +27,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from kickstart.config import DoomConfig, EnvConfig  # noqa: E402
-from kickstart.envs import doom, make_batched_env  # noqa: E402
+from kickstart.envs import doom  # noqa: E402
+from random_play import random_returns  # noqa: E402
 
 
 def measure(scenario: str, episodes: int, num_envs: int, seed: int, actions: str) -> tuple[float, float, float, int]:
     """(mean return, standard error, mean length in agent steps, agent steps taken)."""
-    per_env = math.ceil(episodes / num_envs)
     cfg = EnvConfig(id=doom.PREFIX + scenario, doom=DoomConfig(actions=actions))
-    env = make_batched_env(cfg, [0] * num_envs, seed)
-    rng = np.random.default_rng(seed)
-    returns: list[list[float]] = [[] for _ in range(num_envs)]
-    lengths: list[int] = []
-    env.reset()
-    steps = 0
-    while min(len(r) for r in returns) < per_env:
-        _, _, done, eps = env.step(rng.integers(0, env.spec.num_actions, num_envs))
-        steps += num_envs
-        for i, ep in zip(np.flatnonzero(done), eps):
-            if len(returns[i]) < per_env:
-                returns[i].append(ep.ret)
-                lengths.append(ep.length)
-    env.close()
-    flat = np.array([r for rs in returns for r in rs])
-    return float(flat.mean()), float(flat.std(ddof=1) / math.sqrt(len(flat))), float(np.mean(lengths)), steps
+    return random_returns(cfg, episodes, num_envs, seed)
 
 
 def bot_frags(matches: int, seed: int) -> tuple[float, float, int]:

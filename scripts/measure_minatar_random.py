@@ -1,9 +1,8 @@
 """Measure the mean return of a uniform random policy on each MinAtar game; print a table.
 
 The figures feed ``kickstart/envs/minatar_reference.py`` (``RANDOM``), which defines the 0 of
-MinAtar normalised scores. Episodes are collected with ``--envs`` envs in parallel, each
-contributing exactly ``episodes / envs`` episodes (its first ones), so that short episodes are
-not over-represented as they would be by taking the first ``episodes`` to finish.
+MinAtar normalised scores. Episodes are collected with ``--envs`` envs in parallel, balanced over
+envs (``random_play.py``).
 
     python scripts/measure_minatar_random.py --episodes 1000 --seed 0
 """
@@ -11,39 +10,20 @@ not over-represented as they would be by taking the first ``episodes`` to finish
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from kickstart.config import EnvConfig
-from kickstart.envs import make_batched_env, minatar
+from kickstart.config import EnvConfig  # noqa: E402
+from kickstart.envs import minatar  # noqa: E402
+from random_play import random_returns  # noqa: E402
 
 
 def measure(game: str, episodes: int, num_envs: int, seed: int, sticky: float) -> tuple[float, float, float, int]:
     """(mean return, standard error, mean length, agent steps taken)."""
-    per_env = math.ceil(episodes / num_envs)
-    env = make_batched_env(EnvConfig(id=minatar.PREFIX + game, sticky_actions=sticky), [0] * num_envs, seed)
-    rng = np.random.default_rng(seed)
-    returns: list[list[float]] = [[] for _ in range(num_envs)]
-    lengths: list[int] = []
-    env.reset()
-    steps = 0
-    while min(len(r) for r in returns) < per_env:
-        _, _, done, eps = env.step(rng.integers(0, env.spec.num_actions, num_envs))
-        steps += num_envs
-        env_of = np.flatnonzero(done)
-        for i, ep in zip(env_of, eps):
-            if len(returns[i]) < per_env:
-                returns[i].append(ep.ret)
-                lengths.append(ep.length)
-    env.close()
-    flat = np.array([r for rs in returns for r in rs])
-    return float(flat.mean()), float(flat.std(ddof=1) / math.sqrt(len(flat))), float(np.mean(lengths)), steps
+    return random_returns(EnvConfig(id=minatar.PREFIX + game, sticky_actions=sticky), episodes, num_envs, seed)
 
 
 def main() -> None:
