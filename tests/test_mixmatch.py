@@ -284,6 +284,50 @@ def test_exported_target_gives_exactly_pi_K(overrides):
     torch.testing.assert_close(got.baseline, out.baseline, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("overrides", [ACTION_SPACE, MULTITASK], ids=["actions", "multitask"])
+def test_popart_value_head_is_normalised_per_task_and_exported_with_the_target(overrides):
+    """net.popart on an M&M network: one PopArt head on the target's core, value = sigma_i * n_i + mu_i
+    for each sample's task, and the exported target carries the head with its statistics."""
+    from kickstart.nets.popart import PopArtHead
+
+    cfg, spec, net = make([*overrides, "net.popart=true"])
+    head = net.baseline_head
+    assert isinstance(head, PopArtHead) and head.num_tasks == spec.num_tasks
+    k = spec.num_tasks
+    head.update(torch.linspace(-50.0, 80.0, 4 * k), torch.arange(4 * k).remainder(k))   # unequal statistics
+    obs, la, r, first, task = inputs(spec)
+    out, _ = net(obs, la, r, first, net.initial_state(obs.shape[1]), task)
+    n = out.extras["baseline_normalised"]
+    torch.testing.assert_close(out.baseline, head.sigma()[task] * n + head.mu[task])
+    plain = build_net(net.target_config(), spec)
+    plain.load_state_dict(net.export_target().state_dict())      # strict: mu and nu travel too
+    got, _ = plain(obs, la, r, first, plain.initial_state(obs.shape[1]), task)
+    torch.testing.assert_close(got.baseline, out.baseline, rtol=0, atol=0)
+
+
+def test_popart_learner_step_moves_the_mixmatch_statistics():
+    """The learner finds the M&M network's PopArt head: one step moves mu by beta towards the mean
+    V-trace target, and the baseline loss is on the normalised targets."""
+    from kickstart.envs import make_batched_env
+    from kickstart.mixmatch import build
+    from kickstart.train import net_num_logits
+
+    cfg, spec, net = make([*ACTION_SPACE, "net.popart=true", "net.popart_beta=0.5"])
+    setup = build(cfg, spec)
+    learner = Learner(net, cfg.learner, 10_000, setup.terms, device=torch.device("cpu"))
+    assert learner.popart is net.baseline_head
+    env = make_batched_env(cfg.env, [0] * 4, 0, spec=spec)
+    actor = Actor(env, net, 6, seed=0)
+    buf = allocate(unroll_fields(spec, net_num_logits(net), net.initial_state(1)), 6, 4)
+    actor.collect(buf)
+    learner.loss(buf, 0)
+    vs, _ = learner._popart_targets
+    metrics = learner.step(buf, frames=0)
+    assert float(net.baseline_head.mu[0]) == pytest.approx(0.5 * float(vs.mean()), rel=1e-4, abs=1e-6)
+    assert "popart/sigma_max" in metrics
+    actor.close()
+
+
 def test_export_eval_and_teacher_from_a_trained_mixmatch_run(out_dir, tmp_path):
     from kickstart.evaluate import evaluate, export_policy, load_policy
     from kickstart.train import train, validate

@@ -173,14 +173,6 @@ def test_learner_step_moves_statistics_towards_targets():
     assert learner._popart_targets is None
 
 
-def test_popart_is_refused_with_mixmatch():
-    from kickstart.errors import ConfigError
-    from kickstart.methods import load_config
-
-    with pytest.raises(ConfigError, match="net.popart is for the plain agent network"):
-        load_config("configs/mixmatch/minatar_breakout_cores.yaml", ["net.popart=true"])
-
-
 def test_advantage_norm_matches_naive_reference():
     """``learner.advantage_norm``: the policy loss uses (A - mean A) / std A over the batch."""
     from kickstart.envs import env_spec

@@ -31,9 +31,6 @@ class MixMatch(Method):
         return cfg.mixmatch.enabled
 
     def check(self, cfg: CoreConfig) -> None:
-        if cfg.net.popart:
-            raise ConfigError("net.popart is for the plain agent network; Mix & Match builds its own components "
-                              "(mixmatch.components), whose value heads are plain: set net.popart=false")
         mutable = cfg.pbt.mutable if cfg.pbt.enabled else {}
         if ALPHA in mutable and cfg.mixmatch.alpha_schedule != "constant":
             raise ConfigError(f"pbt.mutable.{ALPHA} with mixmatch.alpha_schedule={cfg.mixmatch.alpha_schedule}: PBT "

@@ -26,7 +26,8 @@ control policy).
 The value function: one baseline head on the *target* component's core output, estimating the
 value of the control policy pi_mm, which is what V-trace on pi_mm needs. It is trained from the
 start, so the target exported alone has a trained value head; the paper found transferring
-knowledge between value functions unhelpful (App. C), so there is no value distillation.
+knowledge between value functions unhelpful (App. C), so there is no value distillation. With
+``net.popart`` it is a PopArt head (:mod:`kickstart.nets.popart`), exported with the target.
 
 ``alpha`` lives in the network as a buffer: the learner's M&M loss term writes it before each
 update (from PBT or the schedule), and it travels to the actors with the parameters.
@@ -49,6 +50,7 @@ from kickstart.mixmatch.config import ComponentConfig
 from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
 from kickstart.nets.cores import make_core
 from kickstart.nets.heads import BaselineHead, make_policy_head
+from kickstart.nets.popart import PopArtHead
 from kickstart.nets.torsos import make_torso, torso_input
 from kickstart.specs import EnvSpec
 
@@ -220,7 +222,9 @@ class MixMatchNet(nn.Module):
         self._torso_of = [_position(self.torsos, m) for m in torsos]
         self._core_of = [_position(self.cores, m) for m in cores]
         self._head_of = [None if h is None else _position(self.heads, h) for h in heads]
-        self.baseline_head = BaselineHead(cores[-1].out_size)
+        # net.popart: the value head normalises its targets per task (the learner moves its statistics).
+        self.baseline_head = (PopArtHead(cores[-1].out_size, n_tasks, net.popart_beta) if net.popart
+                              else BaselineHead(cores[-1].out_size))
         # Component actions as indices into the env's actions, and their support masks.
         for i, cspec in enumerate(self.comp_specs):
             idx = torch.tensor([spec.action_meanings.index(m) for m in cspec.action_meanings], dtype=torch.long)
@@ -310,7 +314,13 @@ class MixMatchNet(nn.Module):
             selector = self._selector(weights, (T, B), replay, generator, mixed.device)
             policy = mmloss.select(log_probs, selector)
             extras["record"] = {SELECTOR: selector}
-        baseline = self.baseline_head(core_out[self._core_of[-1]].reshape(T * B, -1)).view(T, B)
+        z = core_out[self._core_of[-1]].reshape(T * B, -1)
+        if isinstance(self.baseline_head, PopArtHead):
+            baseline, normalised = self.baseline_head(z, None if task is None else task.reshape(-1))
+            extras["baseline_normalised"] = normalised.view(T, B)
+        else:
+            baseline = self.baseline_head(z)
+        baseline = baseline.view(T, B)
         flat_state = tuple(s for st in new_states for s in st)
         return AgentOutput(policy, baseline.float(), extras), flat_state
 
