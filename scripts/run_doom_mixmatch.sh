@@ -16,16 +16,8 @@ KS=.venv/bin/kickstart
 OUT=runs/doom-mixmatch
 SEEDS=${SEEDS:-0 1 2}
 
-run() {   # run NAME FRAMES CONFIG OVERRIDES...: train, or resume, or keep a finished run
-  local name=$1 frames=$2; shift 2
-  local common=(run.total_frames="$frames" run.progress=false run.tensorboard=false)
-  if [ -f "$OUT/$name/checkpoint.pt" ]; then
-    $KS train --resume "$OUT/$name" "${common[@]}"
-  else
-    rm -rf "${OUT:?}/$name"
-    $KS train "$@" "${common[@]}" run.out_dir=$OUT run.name="$name"
-  fi
-}
+source scripts/resumable.sh
+run() { run_or_resume "$OUT" "$@"; }
 
 for task in basic defend_the_center; do
   if [ $task = basic ]; then frames=${FRAMES_BASIC:-2000000}; else frames=${FRAMES_DTC:-5000000}; fi
