@@ -44,6 +44,7 @@ import numpy as np
 
 from kickstart.config import EnvConfig
 from kickstart.envs.batched import BatchedEnv, StepResult, env_seeds
+from kickstart.envs.names import name_key
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 
@@ -55,14 +56,10 @@ JOYSTICK = ("NOOP", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIG
 DEFAULT_STICKY = 0.0
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
 @lru_cache(maxsize=1)
 def _roms_by_key() -> dict[str, str]:
     from ale_py import roms
-    return {_key(r): r for r in roms.get_all_rom_ids()}
+    return {name_key(r): r for r in roms.get_all_rom_ids()}
 
 
 def _camel(rom_id: str) -> str:
@@ -78,9 +75,9 @@ def rom_id(task_or_game: str) -> str:
     """ALE ROM id (``space_invaders``) of ``atari:SpaceInvaders``, ``SpaceInvaders``, ``space_invaders``..."""
     game = task_or_game[len(PREFIX):] if task_or_game.lower().startswith(PREFIX) else task_or_game
     roms = _roms_by_key()
-    rom = roms.get(_key(game))
+    rom = roms.get(name_key(game))
     if rom is None:
-        close = difflib.get_close_matches(_key(game), list(roms), n=3)
+        close = difflib.get_close_matches(name_key(game), list(roms), n=3)
         hint = f" (did you mean {', '.join(PREFIX + _camel(roms[c]) for c in close)}?)" if close else ""
         raise UserError(f"unknown Atari game {game!r}{hint}; use atari:<Game> with one of ALE's "
                         f"{len(roms)} ROMs, e.g. atari:Pong, atari:SpaceInvaders, atari:MsPacman")

@@ -70,6 +70,7 @@ import numpy as np
 
 from kickstart.config import DoomConfig, EnvConfig
 from kickstart.envs.batched import BatchedEnv, StepResult, env_seeds
+from kickstart.envs.names import name_key
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 
@@ -130,18 +131,14 @@ BOT_ARGS = ("-host 1 -deathmatch +sv_forcerespawn 1 +sv_noautoaim 1 +sv_respawnp
 """A deathmatch hosted for the agent alone, with the settings of ViZDoom's bot and competition examples."""
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
-_BY_KEY = {_key(s): s for s in SCENARIOS}
+_BY_KEY = {name_key(s): s for s in SCENARIOS}
 
 
 def canonical_task(scenario: str) -> str:
     """``"DefendTheCenter"`` / ``"defend_the_center"`` -> ``"vizdoom:defend_the_center"``."""
-    name = _BY_KEY.get(_key(scenario))
+    name = _BY_KEY.get(name_key(scenario))
     if name is None:
-        close = difflib.get_close_matches(_key(scenario), list(_BY_KEY), n=2)
+        close = difflib.get_close_matches(name_key(scenario), list(_BY_KEY), n=2)
         hint = f" (did you mean {', '.join(PREFIX + _BY_KEY[c] for c in close)}?)" if close else ""
         raise UserError(f"unknown ViZDoom scenario {scenario!r}{hint}; valid: "
                         + ", ".join(PREFIX + s for s in SCENARIOS))

@@ -29,6 +29,7 @@ import numpy as np
 
 from kickstart.config import EnvConfig
 from kickstart.envs.batched import BatchedEnv, StepResult, env_seeds
+from kickstart.envs.names import name_key
 from kickstart.errors import UserError
 from kickstart.specs import EnvSpec
 
@@ -44,16 +45,12 @@ ACTION_MEANINGS = ("NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE")
 DEFAULT_STICKY = 0.1
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
-_BY_KEY = {_key(g): g for g in GAMES}
+_BY_KEY = {name_key(g): g for g in GAMES}
 
 
 def canonical_task(game: str) -> str:
     """``"space_invaders"`` / ``"spaceinvaders"`` / ``"SpaceInvaders"`` -> ``"minatar:SpaceInvaders"``."""
-    g = _BY_KEY.get(_key(game))
+    g = _BY_KEY.get(name_key(game))
     if g is None:
         raise UserError(f"unknown MinAtar game {game!r}; valid: "
                         + ", ".join(PREFIX + name for name in GAMES))

@@ -48,6 +48,7 @@ from pathlib import Path
 from kickstart.envs import atari, doom, minatar
 from kickstart.envs.minatar_reference import RANDOM as MINATAR_RANDOM
 from kickstart.envs.minatar_reference import REFERENCE as MINATAR_REFERENCE
+from kickstart.envs.names import name_key
 from kickstart.errors import UserError
 
 ATARI_TABLE = Path(__file__).with_name("data") / "atari57_human_random.csv"
@@ -68,10 +69,6 @@ def doom_random_reference() -> dict[str, tuple[float, float]]:
     return {r["scenario"]: (float(r["random"]), float(r["reference"])) for r in csv.DictReader(rows)}
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
 SUITES: dict[str, list[str]] = {
     "minatar5": [minatar.PREFIX + g for g in minatar.GAMES],
     "atari5": ["atari:Pong", "atari:Breakout", "atari:Boxing", "atari:SpaceInvaders", "atari:Seaquest"],
@@ -85,10 +82,10 @@ def _bounds(task: str) -> tuple[float, float] | None:
     """(score-0 return, score-100 return) of ``task``, or None without a normalisation."""
     low = task.strip().lower()
     if low.startswith(atari.PREFIX):
-        by_key = {_key(g): v for g, v in atari_human_random().items()}
-        return by_key.get(_key(low[len(atari.PREFIX):]))
+        by_key = {name_key(g): v for g, v in atari_human_random().items()}
+        return by_key.get(name_key(low[len(atari.PREFIX):]))
     if low.startswith(minatar.PREFIX):
-        game = {_key(g): g for g in minatar.GAMES}.get(_key(low[len(minatar.PREFIX):]))
+        game = {name_key(g): g for g in minatar.GAMES}.get(name_key(low[len(minatar.PREFIX):]))
         if game is None:
             return None
         return MINATAR_RANDOM[game], MINATAR_REFERENCE[game]
