@@ -49,8 +49,8 @@ from kickstart.losses.mixmatch import NEG, chain_weights, mixture_log_probs
 from kickstart.mixmatch.config import ComponentConfig
 from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
 from kickstart.nets.cores import make_core
-from kickstart.nets.heads import BaselineHead, make_policy_head
-from kickstart.nets.popart import PopArtHead
+from kickstart.nets.heads import make_policy_head
+from kickstart.nets.popart import make_value_head, value_outputs
 from kickstart.nets.torsos import make_torso, torso_input
 from kickstart.specs import EnvSpec
 
@@ -223,8 +223,7 @@ class MixMatchNet(nn.Module):
         self._core_of = [_position(self.cores, m) for m in cores]
         self._head_of = [None if h is None else _position(self.heads, h) for h in heads]
         # net.popart: the value head normalises its targets per task (the learner moves its statistics).
-        self.baseline_head = (PopArtHead(cores[-1].out_size, n_tasks, net.popart_beta) if net.popart
-                              else BaselineHead(cores[-1].out_size))
+        self.baseline_head = make_value_head(cores[-1].out_size, n_tasks, net.popart, net.popart_beta)
         # Component actions as indices into the env's actions, and their support masks.
         for i, cspec in enumerate(self.comp_specs):
             idx = torch.tensor([spec.action_meanings.index(m) for m in cspec.action_meanings], dtype=torch.long)
@@ -314,13 +313,9 @@ class MixMatchNet(nn.Module):
             selector = self._selector(weights, (T, B), replay, generator, mixed.device)
             policy = mmloss.select(log_probs, selector)
             extras["record"] = {SELECTOR: selector}
-        z = core_out[self._core_of[-1]].reshape(T * B, -1)
-        if isinstance(self.baseline_head, PopArtHead):
-            baseline, normalised = self.baseline_head(z, None if task is None else task.reshape(-1))
-            extras["baseline_normalised"] = normalised.view(T, B)
-        else:
-            baseline = self.baseline_head(z)
-        baseline = baseline.view(T, B)
+        baseline, value_extras = value_outputs(self.baseline_head, core_out[self._core_of[-1]].reshape(T * B, -1),
+                                               task, (T, B))
+        extras.update(value_extras)
         flat_state = tuple(s for st in new_states for s in st)
         return AgentOutput(policy, baseline.float(), extras), flat_state
 

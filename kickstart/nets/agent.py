@@ -12,8 +12,8 @@ from kickstart.config import NetConfig
 from kickstart.errors import ConfigError
 from kickstart.method import enabled_methods
 from kickstart.nets.cores import State, make_core
-from kickstart.nets.heads import BaselineHead, make_policy_head
-from kickstart.nets.popart import PopArtHead
+from kickstart.nets.heads import make_policy_head
+from kickstart.nets.popart import make_value_head, value_outputs
 from kickstart.nets.torsos import make_torso, torso_input
 from kickstart.precision import resolve
 from kickstart.specs import EnvSpec
@@ -102,12 +102,8 @@ class AgentNet(nn.Module):
         core_out, state = self.core(x, last_action, last_reward, first, state)
         core_out = core_out.reshape(T * B, -1)
         logits = self.policy_head(core_out).view(T, B, -1)
-        if isinstance(self.baseline_head, PopArtHead):
-            flat_task = None if task is None else task.reshape(-1)
-            baseline, normalised = self.baseline_head(core_out, flat_task)
-            return AgentOutput(logits, baseline.view(T, B), {"baseline_normalised": normalised.view(T, B)}), state
-        baseline = self.baseline_head(core_out).view(T, B)
-        return AgentOutput(logits, baseline, {}), state
+        baseline, extras = value_outputs(self.baseline_head, core_out, task, (T, B))
+        return AgentOutput(logits, baseline, extras), state
 
 
 def orthogonal_init_(module: nn.Module, gain: float) -> None:
@@ -124,8 +120,7 @@ def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     torso = make_torso(cfg.torso, spec.obs_shape, cfg.hidden_size, cfg.mlp_sizes)
     core = make_core(cfg.core, torso.out_size, spec.action_nvec, cfg.lstm_size)
     policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
-    baseline_head = (PopArtHead(core.out_size, spec.num_tasks, cfg.popart_beta) if cfg.popart
-                     else BaselineHead(core.out_size))
+    baseline_head = make_value_head(core.out_size, spec.num_tasks, cfg.popart, cfg.popart_beta)
     if cfg.init == "orthogonal":
         orthogonal_init_(torso, math.sqrt(2.0))      # ReLU layers
         orthogonal_init_(baseline_head, 1.0)

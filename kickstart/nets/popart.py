@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kickstart.nets.heads import BaselineHead
+
 
 class PopArtHead(nn.Module):
     """Linear -> one normalised value per task; ``forward`` gives the unnormalised value of each
@@ -86,3 +88,17 @@ class PopArtHead(nn.Module):
         w, b = self.linear.weight, self.linear.bias
         w.mul_((old_sigma / new_sigma).to(w.dtype)[:, None])
         b.copy_(((old_sigma * b.float() + old_mu - self.mu) / new_sigma).to(b.dtype))
+
+
+def make_value_head(in_size: int, num_tasks: int, popart: bool, beta: float) -> nn.Module:
+    """The value head of a network: PopArt's (``net.popart``) or a plain linear one."""
+    return PopArtHead(in_size, num_tasks, beta) if popart else BaselineHead(in_size)
+
+
+def value_outputs(head: nn.Module, z: torch.Tensor, task: torch.Tensor | None, shape: tuple[int, ...]):
+    """``(value [shape], extras)`` of either kind of value head on features ``z [N, in_size]``; a PopArt
+    head adds its normalised value as ``extras["baseline_normalised"]``, which its learner trains."""
+    if isinstance(head, PopArtHead):
+        value, normalised = head(z, None if task is None else task.reshape(-1))
+        return value.view(shape), {"baseline_normalised": normalised.view(shape)}
+    return head(z).view(shape), {}
