@@ -113,6 +113,17 @@ def vtrace_targets(batch: dict[str, torch.Tensor], log_rhos: torch.Tensor, value
         truncated=truncated, final_values=final_values, lambda_=cfg.vtrace_lambda)
 
 
+def explained_variance(values: torch.Tensor, targets: torch.Tensor) -> float:
+    """``1 - Var(targets - values) / Var(targets)`` over the batch: 1 for a critic that predicts its
+    targets, 0 for one no better than their mean (a state-blind critic: then the advantages carry no
+    information about the state and the policy cannot learn), negative when worse. NaN when the
+    targets do not vary."""
+    var = targets.var(unbiased=False)
+    if var.item() == 0.0:
+        return float("nan")
+    return (1.0 - (targets - values).var(unbiased=False) / var).item()
+
+
 class Learner:
     """Owns the network being trained, its optimiser and the mutable hyperparameters."""
 
@@ -242,6 +253,7 @@ class Learner:
                 "vtrace/rho_clipped_frac": (rhos > cfg.clip_rho_threshold).float().mean().item(),
                 "value/mean": values[:-1].mean().item(),
                 "value/target_mean": vt.vs.mean().item(),
+                "value/explained_variance": explained_variance(values[:-1], vt.vs),
             }
             if cfg.pg_clip > 0:
                 metrics["policy/ratio_clipped_frac"] = ((rhos - 1).abs() > cfg.pg_clip).float().mean().item()
