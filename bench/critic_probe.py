@@ -30,10 +30,12 @@ import torch
 
 def collect(net, cfg, envs: int, steps: int, policy: str, seed: int):
     """``(obs [steps, envs, ...], rewards [steps, envs], ends [steps, envs])`` of one probe."""
+    from kickstart.distributions import make_dist
     from kickstart.envs import make_batched_env
     from kickstart.runtime.actor import assign_tasks
 
     spec = net.spec
+    dist = make_dist(spec.action_nvec, spec.multi_discrete)
     env = make_batched_env(cfg.env, assign_tasks(0, envs, spec.num_tasks), seed, spec)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -53,7 +55,7 @@ def collect(net, cfg, envs: int, steps: int, policy: str, seed: int):
             action = np.stack([rng.integers(0, n, envs) for n in spec.action_nvec], -1)
             action = action if spec.multi_discrete else action[:, 0]
         else:
-            action = net_action(net, out.policy_logits[0], gen)
+            action = dist.sample(out.policy_logits[0], gen).numpy()
         res = env.step_full(action)
         R[t], D[t], obs = res.reward, res.terminated | res.truncated, res.obs
         last_action = torch.as_tensor(action)[None]
@@ -61,12 +63,6 @@ def collect(net, cfg, envs: int, steps: int, policy: str, seed: int):
         first = torch.from_numpy(D[t])[None]
     env.close()
     return O, R, D
-
-
-def net_action(net, logits: torch.Tensor, gen: torch.Generator) -> np.ndarray:
-    from kickstart.distributions import make_dist
-
-    return make_dist(net.spec.action_nvec, net.spec.multi_discrete).sample(logits, gen).numpy()
 
 
 def returns(R: np.ndarray, D: np.ndarray, discount: float) -> np.ndarray:
