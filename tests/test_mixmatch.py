@@ -764,3 +764,22 @@ def test_multitask_pbt_evaluates_the_central_policy_alone(tmp_path):
         assert type(policy(member.trainer.learner.net)).__name__ == "AgentNet"
     finally:
         h.close()
+
+
+@pytest.mark.parametrize("overrides", [ACTION_SPACE, CORES], ids=["shared-torso", "own-torsos"])
+def test_net_init_orthogonal_reaches_every_torso_and_the_value_head(overrides):
+    """net.init=orthogonal is the same initialisation on an M&M network as on a plain one: each
+    torso's weights orthogonal with gain sqrt(2) and zero biases, the value head's with gain 1."""
+    def orthogonal(w, gain):
+        w = w.reshape(w.shape[0], -1)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        return torch.allclose(gram, gain ** 2 * torch.eye(gram.shape[0]), atol=1e-4)
+
+    _, _, net = make([*overrides, "net.init=orthogonal"])
+    layers = [m for t in net.torsos for m in t.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert layers and all(orthogonal(m.weight, 2 ** 0.5) and not m.bias.any() for m in layers)
+    value = [m for m in net.baseline_head.modules() if isinstance(m, torch.nn.Linear)]
+    assert value and all(orthogonal(m.weight, 1.0) for m in value)
+    _, _, default = make(overrides)
+    assert not any(orthogonal(m.weight, 2 ** 0.5) for t in default.torsos for m in t.modules()
+                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))

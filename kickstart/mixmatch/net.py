@@ -47,7 +47,7 @@ from kickstart.errors import ConfigError
 from kickstart.losses import mixmatch as mmloss
 from kickstart.losses.mixmatch import NEG, chain_weights, mixture_log_probs
 from kickstart.mixmatch.config import ComponentConfig
-from kickstart.nets.agent import AgentNet, AgentOutput, forward_in_precision
+from kickstart.nets.agent import AgentNet, AgentOutput, apply_init, forward_in_precision
 from kickstart.nets.cores import make_core
 from kickstart.nets.heads import make_policy_head
 from kickstart.nets.popart import make_value_head, value_outputs
@@ -224,6 +224,7 @@ class MixMatchNet(nn.Module):
         self._head_of = [None if h is None else _position(self.heads, h) for h in heads]
         # net.popart: the value head normalises its targets per task (the learner moves its statistics).
         self.baseline_head = make_value_head(cores[-1].out_size, n_tasks, net.popart, net.popart_beta)
+        apply_init(net.init, self.torsos, self.baseline_head)
         # Component actions as indices into the env's actions, and their support masks.
         for i, cspec in enumerate(self.comp_specs):
             idx = torch.tensor([spec.action_meanings.index(m) for m in cspec.action_meanings], dtype=torch.long)

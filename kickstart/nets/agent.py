@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -115,15 +115,23 @@ def orthogonal_init_(module: nn.Module, gain: float) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def apply_init(init: str, torsos: Sequence[nn.Module], baseline_head: nn.Module) -> None:
+    """``net.init`` on freshly built parts: ``orthogonal`` re-initialises the torsos (gain sqrt(2),
+    their layers are ReLU'd) and the value head (gain 1); ``default`` keeps PyTorch's. The policy
+    heads keep their own small orthogonal init either way (:mod:`kickstart.nets.heads`)."""
+    if init == "orthogonal":
+        for torso in torsos:
+            orthogonal_init_(torso, math.sqrt(2.0))
+        orthogonal_init_(baseline_head, 1.0)
+
+
 def build_net(cfg: NetConfig, spec: EnvSpec) -> AgentNet:
     """Build the agent network described by ``cfg`` for ``spec``; raises UserError on a bad fit."""
     torso = make_torso(cfg.torso, spec.obs_shape, cfg.hidden_size, cfg.mlp_sizes)
     core = make_core(cfg.core, torso.out_size, spec.action_nvec, cfg.lstm_size)
     policy_head = make_policy_head(cfg.policy_head, core.out_size, spec)
     baseline_head = make_value_head(core.out_size, spec.num_tasks, cfg.popart, cfg.popart_beta)
-    if cfg.init == "orthogonal":
-        orthogonal_init_(torso, math.sqrt(2.0))      # ReLU layers
-        orthogonal_init_(baseline_head, 1.0)
+    apply_init(cfg.init, [torso], baseline_head)
     return AgentNet(spec, torso, core, policy_head, baseline_head, cfg.precision)
 
 
