@@ -31,7 +31,7 @@ PEERS = ROOT.parent / "shared" / "peers"
 OURS = ("configs/atari_pong.yaml", "net.torso=nature", "net.precision=fp32", "runtime.num_actors=1",
         "runtime.envs_per_actor=32", "learner.epochs=1", "learner.minibatches=1", "learner.pg_clip=0",
         "learner.advantage_norm=false", "learner.optimizer=rmsprop", "learner.learning_rate=0.0006",
-        "learner.loss_reduction=sum", "learner.unroll_length=20")
+        "learner.loss_reduction=sum", "learner.unroll_length=20", "learner.vtrace_lambda=1", "learner.max_grad_norm=40")
 """Our side: the shipped Pong config with monobeast's network and precision and the papers' one-pass
 RMSProp learner (monobeast's kind of update; the shipped config makes four passes per batch), in the actor layout an
 fp32 Nature run is best with on 2 cores: one actor process stepping 32 envs. The learner is the
