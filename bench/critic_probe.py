@@ -113,8 +113,13 @@ def main() -> None:
     from kickstart.policy import load_policy
     from kickstart.runtime.proc import setup_process
 
+    from kickstart.errors import UserError
+
     setup_process(1)
-    net, cfg, _ = load_policy(args.checkpoint)
+    try:
+        net, cfg, _ = load_policy(args.checkpoint)
+    except UserError as e:
+        ap.exit(2, f"critic_probe: {e}\n")
     net.eval()
     t0 = time.time()
     O, R, D = collect(net, cfg, args.envs, args.steps, args.policy, args.seed)
