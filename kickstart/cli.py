@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="an explicit group of runs (repeatable)")
     r.add_argument("--metric", help="metric to compare (default: suite score, or the single task's return)")
     r.add_argument("--budgets", default="", help="comma-separated frame budgets, e.g. 1e6,5e6,1e7")
-    r.add_argument("--scores", default="", help="comma-separated target scores, e.g. 10,20,30")
+    r.add_argument("--scores", default="", help="comma-separated target scores, e.g. 10,20,30 (with a negative first: --scores=-19,0,15)")
     r.add_argument("--baseline", help="group the others are compared with (default: the first)")
     r.add_argument("--smooth", type=int, default=5, help="moving average over N logged points (default 5)")
     r.add_argument("--out", default="report", help="output directory (default ./report)")

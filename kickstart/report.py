@@ -8,7 +8,8 @@ Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing
   ``--smooth`` logged points, stays at or above the score for the rest of the run (an early noisy
   spike does not count); a group reaches a score when every seed does, and reports the mean of the
   seeds' frames;
-* improvement of each group over the baseline group, in % (scores) and x (frames), and the
+* improvement of each group over the baseline group, in % (scores; a signed difference where the
+  baseline is at or below zero) and x (frames), and the
   papers' headline: the frames each group needs to reach (and stay at) the baseline's final score,
   against the frames the baseline trained for (Kickstarting Sec. 5.2: "matching ... in 9.58x fewer
   steps");
@@ -173,6 +174,19 @@ def _fmt_frames(f: float | None) -> str:
     return f"{f / 1e9:.2f}B" if f >= 1e9 else f"{f / 1e6:.2f}M" if f >= 1e6 else f"{f / 1e3:.0f}k"
 
 
+def improvement(score: float | None, base: float | None) -> str:
+    """``score`` against ``base``: in % where the baseline is positive, else as a signed difference.
+
+    A percentage of a baseline at or below zero says nothing (Pong from scratch at -20 "improved" by
+    +182% to +16), so there the table gives the difference in score points.
+    """
+    if score is None or base is None:
+        return "-"
+    if base > 0:
+        return f"{100 * (score - base) / base:+.1f}%"
+    return f"{score - base:+.2f} points"
+
+
 def markdown(summaries: list[GroupSummary], metric: str, budgets, targets, baseline: str) -> str:
     base = next((s for s in summaries if s.label == baseline), summaries[0])
     head = ["group", "seeds"] + [f"score @ {_fmt_frames(b)}" for b in budgets] + \
@@ -188,22 +202,26 @@ def markdown(summaries: list[GroupSummary], metric: str, budgets, targets, basel
             continue
         row = [f"improvement of {s.label} over {base.label}", ""]
         for b in budgets:
-            a, o = s.scores[b], base.scores[b]
-            row.append("-" if a is None or o is None or o == 0 else f"{100 * (a - o) / abs(o):+.1f}%")
+            row.append(improvement(s.scores[b], base.scores[b]))
         for t in targets:
             a, o = s.reach[t], base.reach[t]
             row.append("-" if a is None or o is None or a == 0 else f"{o / a:.2f}x")
-        row.append("-" if not base.final else f"{100 * (s.final - base.final) / abs(base.final):+.1f}%")
+        row.append(improvement(s.final, base.final))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for s in summaries:
-        if s is base or not base.final:
+        if s is base:
             continue
         at = frames_to_match(s, base.final)
-        reached = (f"reaches it at {_fmt_frames(at)} frames, {base.final_frames / at:.2f}x fewer than the "
-                   f"{_fmt_frames(base.final_frames)} {base.label} trained for" if at else "does not stay at it")
+        if at is None:
+            reached = "does not stay at it"
+        elif at == 0:
+            reached = "is at or above it from its first logged point"
+        else:
+            reached = (f"reaches it at {_fmt_frames(at)} frames, {base.final_frames / at:.2f}x fewer than the "
+                       f"{_fmt_frames(base.final_frames)} {base.label} trained for")
         lines.append(f"- {s.label} against {base.label}'s final score ({base.final:.2f}): {reached}; it ends at "
-                     f"{s.final:.2f} ({100 * (s.final - base.final) / abs(base.final):+.1f}%).")
+                     f"{s.final:.2f} ({improvement(s.final, base.final)}).")
     lines.append("")
     lines.append("Runs: " + "; ".join(f"{s.label}: " + ", ".join(str(r) for r in s.runs) for s in summaries))
     return "\n".join(lines) + "\n"

@@ -59,3 +59,23 @@ def test_a_pbt_run_is_its_top3_members_and_plots_the_best_members_hparams(tmp_pa
     assert "| pop | 3 | 12.00 |" in text
     assert "members/1" in text and "members/0" not in text
     assert "pbt_hparams.png" in {p.name for p in pngs}
+
+
+def test_improvement_over_a_baseline_at_or_below_zero_is_a_difference_not_a_percentage(tmp_path):
+    # Pong-like: the baseline ends at -20, the other group at +16; "+180%" would mean nothing.
+    scratch = _run(tmp_path / "scratch-s0", -5.0)            # 0 .. -20 at 4M
+    kick = _run(tmp_path / "kick-s0", 4.0)                   # 0 .. +16 at 4M
+    md, _ = report([str(scratch), str(kick)], budgets=[2e6], smooth=1, out=tmp_path / "rep", baseline="scratch")
+    text = md.read_text()
+    assert "%" not in text.split("Runs:")[0].replace("Metric", "")
+    assert "+36.00 points" in text                     # final: 16 - (-20)
+    assert "+18.00 points" in text                     # at 2M: 8 - (-10)
+    assert "- kick against scratch's final score (-20.00): is at or above it from its first logged point" in text
+
+
+def test_improvement_helper():
+    from kickstart.report import improvement
+    assert improvement(3.0, 2.0) == "+50.0%"
+    assert improvement(1.0, 2.0) == "-50.0%"
+    assert improvement(1.0, 0.0) == "+1.00 points"
+    assert improvement(None, 2.0) == "-" and improvement(1.0, None) == "-"
