@@ -205,9 +205,10 @@ class LearnerConfig:
     clip_pg_rho_threshold: float = 1.0
     """V-trace clip of the importance weights in the policy-gradient advantage."""
     advantage_norm: bool = False
-    """Normalise the policy-gradient advantages over each batch (zero mean, unit standard deviation),
-    as PPO implementations do per minibatch: the policy's step, and the entropy bonus's weight
-    relative to it, then no longer depend on the scale of the returns."""
+    """Normalise the policy-gradient advantages (zero mean, unit standard deviation) over each
+    minibatch (``learner.minibatches``; the whole batch when it is 1), as PPO implementations do: the
+    policy's step, and the entropy bonus's weight relative to it, then no longer depend on the scale
+    of the returns."""
     vtrace_lambda: float = 1.0
     """V-trace's lambda (IMPALA, Remark 2): 1 is the paper's V-trace; below 1 the value targets
     and advantages weigh later rewards less and the critic more (the lambda-returns on-policy)."""

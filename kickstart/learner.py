@@ -150,6 +150,7 @@ class Learner:
         """The network's PopArt value head (``net.popart``), whose statistics this learner moves after
         each update; None: plain values."""
         self._popart_targets: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._value_pairs: tuple[torch.Tensor, torch.Tensor] | None = None   # last loss(): values, V-trace targets
         self.optimizer = make_optimizer(self.net.parameters(), cfg)
         self.total_frames = total_frames
         self.hparams: dict[str, float] = {"learning_rate": cfg.learning_rate, "entropy_cost": cfg.entropy_cost}
@@ -221,6 +222,7 @@ class Learner:
         log_rhos = target_logp.detach() - behaviour_logp
         vt = vtrace_targets(batch, log_rhos, values.detach(), cfg)
 
+        self._value_pairs = (values[:-1].detach(), vt.vs)
         entropy = self.dist.entropy(logits[:-1])
         # The clipped surrogate's ratio carries the importance weight; IMPALA's advantage holds it.
         advantages = vt.advantages if cfg.pg_clip > 0 else vt.pg_advantages
@@ -253,7 +255,6 @@ class Learner:
                 "vtrace/rho_clipped_frac": (rhos > cfg.clip_rho_threshold).float().mean().item(),
                 "value/mean": values[:-1].mean().item(),
                 "value/target_mean": vt.vs.mean().item(),
-                "value/explained_variance": explained_variance(values[:-1], vt.vs),
             }
             if cfg.pg_clip > 0:
                 metrics["policy/ratio_clipped_frac"] = ((rhos - 1).abs() > cfg.pg_clip).float().mean().item()
@@ -275,7 +276,7 @@ class Learner:
         steps each (one step by default); ``frames`` is the env frame count before it. ``commit``
         (e.g. advancing the caller's frame counter) runs under :attr:`lock` with the last optimiser
         step, so that no state read under the lock sees one without the other. The metrics are the
-        means over the optimiser steps."""
+        means over the minibatches that report them; ``value/explained_variance`` is the whole batch's."""
         cfg = self.cfg
         batch = self.to_device(batch)
         lr = self.learning_rate(frames)
@@ -283,48 +284,59 @@ class Learner:
             group["lr"] = lr
         # Frozen networks' outputs (e.g. split teachers' logits) once per batch, not once per pass.
         batch = self.placement.fill(batch, self.published_hparams(frames))
-        many = cfg.epochs * cfg.minibatches > 1
+        parts = cfg.epochs * cfg.minibatches
         sums: dict[str, float] = {}
-        n = 0
+        counts: dict[str, int] = {}
+        first_pass: list[tuple[torch.Tensor, torch.Tensor]] = []
+        stepped = 0
         # Several optimiser steps on one batch hold the lock throughout: a checkpoint never holds
         # parameters trained on part of a batch whose frames are not yet counted.
-        with self.lock if many else contextlib.nullcontext():
-            for epoch, part in self._passes(batch):
+        with self.lock if parts > 1 else contextlib.nullcontext():
+            for i, (epoch, part) in enumerate(self._passes(batch)):
                 total, metrics = self.loss(part, frames)
-                if not self._backward(total, metrics, lr):
-                    break
-                n += 1
+                if epoch == 0:
+                    first_pass.append(self._value_pairs)
+                # A loss without a graph holds for the whole batch (pure distillation, learner.rl_loss
+                # =false, once every teacher's lambda is 0): the other parts need not be computed.
+                last = i == parts - 1 or not total.requires_grad
+                took = self._backward(total, metrics, lr)
                 with self.lock:          # the one window where the state is not consistent
-                    self.optimizer.step()
                     targets, self._popart_targets = self._popart_targets, None
-                    # Each return moves PopArt's statistics once, in the first pass.
-                    if self.popart is not None and targets is not None and epoch == 0:
-                        self.popart.update(*targets)
-                    if n == cfg.epochs * cfg.minibatches:
-                        self.steps += 1
+                    if took:
+                        self.optimizer.step()
+                        # Each return moves PopArt's statistics once, in the first pass.
+                        if self.popart is not None and targets is not None and epoch == 0:
+                            self.popart.update(*targets)
+                        stepped += 1
+                    if last:
+                        if stepped:
+                            self.steps += 1
                         if commit is not None:
                             commit()
+                # Per key: a method's term reports some metrics only where a minibatch has the steps
+                # they describe (e.g. a teacher's tasks), and a missing one is not a zero.
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
-            if n == 0:
-                # Nothing to learn from this batch: pure distillation (learner.rl_loss=false) once
-                # every teacher's lambda is 0. No optimiser step (Adam's momentum would still move
-                # the weights).
-                sums = dict(metrics, **{"grad/norm": 0.0})
-                n = 1
-                if commit is not None:
-                    with self.lock:
-                        commit()
-        metrics = {k: v / n for k, v in sums.items()}
+                    counts[k] = counts.get(k, 0) + 1
+                if last:
+                    break
+        metrics = {k: v / counts[k] for k, v in sums.items()}
+        # Over the whole batch, each value as the first pass saw it (before its own minibatch's step),
+        # as PPO implementations report it: a mean of per-minibatch ratios would not be the batch's.
+        values, targets = (torch.cat(x, dim=1) for x in zip(*first_pass))
+        metrics["value/explained_variance"] = explained_variance(values, targets)
         metrics["learner/lr"] = lr
         for k, v in self.hparams.items():
             metrics[f"hparams/{k}"] = v
         return metrics
 
     def _backward(self, total: torch.Tensor, metrics: dict[str, float], lr: float) -> bool:
-        """Gradients of ``total`` (clipped), their norm into ``metrics``; False when it has none."""
+        """Gradients of ``total`` (clipped), their norm into ``metrics``; False when there is nothing to
+        step on: no graph, or a gradient of exactly zero (a minibatch without any step a pure
+        distillation term covers), where Adam's momentum would still move the weights."""
         self.optimizer.zero_grad(set_to_none=True)
         if not total.requires_grad:
+            metrics["grad/norm"] = 0.0
             return False
         total.backward()
         if self.cfg.max_grad_norm > 0:
@@ -336,7 +348,7 @@ class Learner:
             raise FloatingPointError(f"non-finite loss {total.item()} at learner step {self.steps}; "
                                      f"lower learner.learning_rate (now {lr:g}) or check rewards")
         metrics["grad/norm"] = float(norm)
-        return True
+        return metrics["grad/norm"] > 0
 
     def _passes(self, batch: dict[str, torch.Tensor]):
         """``(epoch, minibatch)`` for each optimiser step on ``batch``: every pass splits its unrolls

@@ -10,7 +10,7 @@ import torch
 
 from kickstart.envs import env_spec, make_batched_env
 from kickstart.errors import ConfigError
-from kickstart.learner import Learner
+from kickstart.learner import Learner, LossTerm, explained_variance
 from kickstart.methods import load_config
 from kickstart.nets import build_net
 from kickstart.runtime.actor import assign_tasks
@@ -149,3 +149,65 @@ def test_pg_clip_is_impalas_update_on_policy_and_bounds_the_later_passes():
 def test_pg_clip_must_be_below_one():
     with pytest.raises(ConfigError, match=r"learner.pg_clip=1.5 must be in \[0, 1\)"):
         _cfg("learner.pg_clip=1.5")
+
+
+class _EveryOther(LossTerm):
+    """A method's term that covers only every other minibatch (as a teacher of some tasks does): its
+    metric is reported there only, and its loss has a zero gradient elsewhere."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, ctx):
+        self.calls += 1
+        logits = ctx.out.policy_logits
+        if self.calls % 2:
+            return 1e-3 * logits.pow(2).mean(), {"probe/covered": 2.0}
+        return 0.0 * logits.sum(), {}
+
+
+def test_a_metric_some_minibatches_report_is_their_mean_not_diluted_by_the_others():
+    cfg = _cfg("learner.epochs=2", "learner.minibatches=2")
+    net, batch = _setup(cfg)
+    m = Learner(net, cfg.learner, 10_000, terms=[_EveryOther()], device=torch.device("cpu")).step(batch, 0)
+    assert m["probe/covered"] == 2.0          # reported by 2 of the 4 minibatches, 2.0 each
+
+
+def test_a_minibatch_with_a_zero_gradient_takes_no_optimizer_step():
+    """Pure distillation (no RL loss) where a minibatch holds no covered step: its gradient is exactly
+    zero, and an Adam step there would still move the weights by its momentum. The batch's commit and
+    step count are unchanged."""
+    cfg = _cfg("learner.epochs=2", "learner.minibatches=2", "learner.rl_loss=false")
+    net, batch = _setup(cfg)
+    learner = Learner(net, cfg.learner, 10_000, terms=[_EveryOther()], device=torch.device("cpu"))
+    calls, commits = [], []
+    step = learner.optimizer.step
+    learner.optimizer.step = lambda *a, **k: (calls.append(1), step(*a, **k))[1]
+    m = learner.step(batch, 0, commit=lambda: commits.append(len(calls)))
+    assert len(calls) == 2 and commits == [2] and learner.steps == 1
+    assert m["grad/norm"] > 0                 # the mean over all four, two of them 0
+
+
+def test_explained_variance_is_the_whole_batchs_with_the_first_pass_values():
+    """Over the batch, each value as the first pass saw it: the naive reference steps on hand-cut
+    minibatches and pools what each saw before its own step."""
+    cfg = _cfg("learner.epochs=2", "learner.minibatches=2")
+    net, batch = _setup(cfg)
+    ref_net = copy.deepcopy(net)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    ref = Learner(ref_net, _cfg().learner, 10_000, device=torch.device("cpu"))
+    torch.manual_seed(3)
+    m = learner.step(batch, frames=100)
+    torch.manual_seed(3)
+    perm = torch.randperm(4)
+    values, targets = [], []
+    for cols in (perm[:2], perm[2:]):
+        mb = _columns(batch, cols)
+        with torch.no_grad():
+            ref.loss(mb, 100)
+        v, t = ref._value_pairs
+        values.append(v)
+        targets.append(t)
+        ref.step(mb, frames=100)
+    want = explained_variance(torch.cat(values, 1), torch.cat(targets, 1))
+    assert m["value/explained_variance"] == pytest.approx(want, rel=1e-5)
