@@ -820,7 +820,7 @@ def test_pbt_evolves_each_teachers_lambda_as_alpha_times_rho(tiny_ff_teacher, tm
 
     from kickstart.cli import main
 
-    code = main(["train", "--no-progress", "configs/minatar5.yaml", *TINY, "net.core=ff",
+    code = main(["train", "--no-progress", "configs/minatar5.yaml", *TINY, "net.core=ff", "learner.minibatches=1",
                  "learner.unroll_length=8", "learner.batch_size=10", "runtime.backend=serial",
                  "runtime.envs_per_actor=10", "run.tensorboard=false", "run.log_every_s=0.05",
                  f"run.out_dir={tmp_path}", "run.name=pop", "run.total_frames=960",
