@@ -21,6 +21,8 @@ class Logger(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: ``rewind(frames)`` forgets what was written after ``frames`` (see MultiLogger.rewind).
+
 
 class CSVLogger:
     """Long-format CSV (``frames,time,name,value``): new metric names never break the header."""
@@ -42,6 +44,21 @@ class CSVLogger:
             self._w.writerow([frames, now, k, f"{float(v):.6g}"])
         self._f.flush()
 
+    def rewind(self, frames: int) -> None:
+        """Drop the rows logged after ``frames``: a run resumed from a checkpoint at ``frames`` retrains
+        what came after it, and its curve must not hold both (nor go back in frames)."""
+        self._f.close()
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= frames]
+        if len(kept) < len(rows):
+            tmp = self.path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
+            tmp.replace(self.path)
+        self._f = open(self.path, "a", newline="")
+        self._w = csv.writer(self._f)
+
     def close(self) -> None:
         self._f.close()
 
@@ -50,13 +67,21 @@ class TensorBoardLogger:
     def __init__(self, log_dir: str | Path):
         from torch.utils.tensorboard import SummaryWriter
 
-        self._w = SummaryWriter(log_dir=str(log_dir))
+        self._log_dir = str(log_dir)
+        self._w = SummaryWriter(log_dir=self._log_dir)
 
     def write(self, frames: int, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
             if v is not None:
                 self._w.add_scalar(k, float(v), global_step=frames)
         self._w.flush()
+
+    def rewind(self, frames: int) -> None:
+        """TensorBoard's own mechanism: events after ``frames`` are purged when the writer reopens."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._w.close()
+        self._w = SummaryWriter(log_dir=self._log_dir, purge_step=frames + 1)
 
     def close(self) -> None:
         self._w.close()
@@ -69,6 +94,14 @@ class MultiLogger:
     def write(self, frames: int, metrics: dict[str, float]) -> None:
         for lg in self.loggers:
             lg.write(frames, metrics)
+
+    def rewind(self, frames: int) -> None:
+        """Forget what was logged after ``frames`` (a resume from a checkpoint taken there), in every
+        logger that can."""
+        for lg in self.loggers:
+            rewind = getattr(lg, "rewind", None)
+            if rewind is not None:
+                rewind(frames)
 
     def close(self) -> None:
         for lg in self.loggers:

@@ -139,6 +139,12 @@ class Trainer:
                 if k in extras:
                     obj.load_state_dict(extras[k])
 
+    def resume(self, state: dict) -> None:
+        """:meth:`restore` from the run's own checkpoint, and forget what was logged after it: a run killed
+        without a last checkpoint (SIGKILL, a lost session) logged updates it will now train again."""
+        self.restore(state)
+        self.logger.rewind(self.frames)
+
     def snapshot(self) -> dict:
         """A copy of :meth:`state` as of the last completed update, taken under the learner's update
         lock: consistent even while an update runs in another thread, and not changed by later ones."""
@@ -360,7 +366,7 @@ def train(cfg: Config, resume_dir: str | Path | None = None, terms: Sequence[Los
                       split_inference=split_inference)
     if state is not None:
         try:
-            trainer.restore(state)   # only a successful restore may touch the run directory
+            trainer.resume(state)    # only a successful restore may touch the run directory
         except BaseException:
             trainer.close()
             raise

@@ -103,6 +103,40 @@ def test_cli_resume_continues_from_the_checkpoint(run_copy):
     assert len(json.loads((run_copy / "meta.json").read_text())["sessions"]) == 2
 
 
+def test_resume_drops_what_was_logged_after_the_checkpoint(run_copy):
+    """A run killed without a last checkpoint (SIGKILL, a lost session) logged updates past it; the
+    resumed run retrains them, so the curve keeps one of each and its frames never go back."""
+    with open(run_copy / "metrics.csv", "a", newline="") as f:
+        w = csv.writer(f)
+        for k in (1, 2, 3):
+            w.writerow([N + k * FRAMES_PER_UPDATE, 0.0, "perf/learner_steps", -1.0])   # the lost updates
+    p = _cli("train", "--resume", run_copy, f"run.total_frames={N + 4 * FRAMES_PER_UPDATE}", "--no-progress",
+             cwd=run_copy.parent)
+    assert p.returncode == 0, p.stderr
+    steps = _series(run_copy, "perf/learner_steps")
+    frames = [f for f, _ in steps]
+    assert frames == sorted(set(frames)) and frames[-1] == N + 4 * FRAMES_PER_UPDATE
+    assert all(s == f // FRAMES_PER_UPDATE for f, s in steps)   # none of the lost rows is left
+
+
+def test_tensorboard_rewind_purges_events_after_the_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kickstart.metrics import TensorBoardLogger
+
+    lg = TensorBoardLogger(tmp_path)
+    for f in (10, 20, 30):
+        lg.write(f, {"x": float(f)})
+    lg.close()
+    lg = TensorBoardLogger(tmp_path)
+    lg.rewind(20)
+    lg.write(30, {"x": -30.0})
+    lg.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("x")] == [(10, 10.0), (20, 20.0), (30, -30.0)]
+
+
 @pytest.mark.parametrize("optimizer, slots", [("rmsprop", {"square_avg"}), ("adam", {"exp_avg", "exp_avg_sq"})])
 def test_restore_brings_back_weights_optimizer_counters_and_rng(tmp_path, optimizer, slots):
     cfg = _cfg(tmp_path, "run.name=r", "run.total_frames=256", f"learner.optimizer={optimizer}")

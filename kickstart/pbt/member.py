@@ -153,7 +153,7 @@ class Member:
         ckpt = self.run_dir / CHECKPOINT
         try:
             if spec.resume and ckpt.exists():
-                self.trainer.restore(load_checkpoint(ckpt))
+                self.trainer.resume(load_checkpoint(ckpt))
             else:
                 self.trainer.learner.set_hparams(spec.hparams)
         except BaseException:
