@@ -15,6 +15,10 @@
 # compare (default: the suite score; e.g. episode/return/minatar:Breakout for one game). Runs go to
 # runs/replication/; `kickstart report` writes each part's tables and plots (PBT's lambda and rho schedules
 # included) to results/replication/<part>/, with the single runs' metrics.csv beside them.
+# Caveats to settle before table2 and fig5 run (table1 and table3 compare like with like):
+#   - their PBT rows are the top 3 of 8 members with the learning rate and entropy cost tuned too, the
+#     fixed-schedule rows 3 seeds with those fixed; the paper had PBT tune those for every row (Sec. 5.1.1);
+#   - a rerun with another FRAMES extends finished runs, but a run keeps the lambda horizon it started with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
