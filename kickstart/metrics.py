@@ -148,6 +148,27 @@ class EpisodeStats:
     def mean_returns(self) -> dict[str, float]:
         return {t: sum(v) / len(v) for t, v in self.recent.items() if v}
 
+    # The windows travel in the checkpoint (Trainer.state_extras): a resumed run reports its returns
+    # and suite score at once, not after every task has finished a fresh episode.
+    def state_dict(self) -> dict:
+        return {"recent": {t: list(v) for t, v in self.recent.items()},
+                "lengths": {t: list(v) for t, v in self.lengths.items()},
+                "count": dict(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Windows saved by :meth:`state_dict`; tasks this run does not have are an error."""
+        unknown = sorted(set(state["count"]) - set(self.task_names))
+        if unknown:
+            raise ValueError(f"saved episode windows of unknown tasks {unknown}; this run's: "
+                             f"{', '.join(self.task_names)}")
+        for t in self.task_names:
+            self.recent[t].clear()
+            self.recent[t].extend(float(r) for r in state["recent"].get(t, ()))
+            self.lengths[t].clear()
+            self.lengths[t].extend(state["lengths"].get(t, ()))
+            self.count[t] = int(state["count"].get(t, 0))
+            self.new[t] = []
+
     @property
     def episodes(self) -> int:
         """Finished episodes counted so far, all tasks together."""

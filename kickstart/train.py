@@ -95,10 +95,10 @@ class Trainer:
         self.agent_steps = 0
         self.elapsed = 0.0          # training seconds over all sessions of this run
         self.stats = EpisodeStats(self.spec.task_names)
-        self.state_extras: dict[str, Any] = {}
+        self.state_extras: dict[str, Any] = {"episode_stats": self.stats}
         """Objects whose state the checkpoint carries beside the learner's (``state_dict()`` /
-        ``load_state_dict()``, by name), e.g. a PBT member's evaluation windows. They must change only
-        under ``learner.lock``, so that a checkpoint sees them as of the same update as the weights."""
+        ``load_state_dict()``, by name), e.g. the episode windows or a PBT member's evaluation windows.
+        They must change only under ``learner.lock``, so that a checkpoint sees them whole."""
         self.backend = None
         if loggers is None:
             loggers = [CSVLogger(self.run_dir / "metrics.csv")]
@@ -246,7 +246,8 @@ class Trainer:
             waited += time.monotonic() - t_get
             self._accumulate(self._update(batch))                  # update
             self.publish()                                         # publish
-            self.stats.update(batch)
+            with self.learner.lock:
+                self.stats.update(batch)
             now = time.monotonic()
             self.elapsed += now - t_prev
             t_prev = now

@@ -119,6 +119,40 @@ def test_resume_drops_what_was_logged_after_the_checkpoint(run_copy):
     assert all(s == f // FRAMES_PER_UPDATE for f, s in steps)   # none of the lost rows is left
 
 
+def test_resume_keeps_the_episode_windows(first_run, tmp_path):
+    """The returns a run reports (and a suite's score) come from its windows of finished episodes; a
+    resumed run starts from the saved windows, not from empty ones."""
+    saved = load_checkpoint(first_run)
+    windows = saved["extras"]["episode_stats"]
+    (task,) = windows["count"]
+    assert windows["count"][task] > 0 and len(windows["recent"][task]) == min(windows["count"][task], 100)
+    fresh = Trainer(load_run_config(first_run), tmp_path, loggers=[])
+    assert fresh.stats.mean_returns() == {}
+    fresh.resume(saved)
+    assert fresh.stats.count == windows["count"]
+    assert fresh.stats.mean_returns() == {task: pytest.approx(np.mean(windows["recent"][task]))}
+    assert fresh.stats.summary()["episode/count"] == windows["count"][task]
+    fresh.close()
+
+
+def test_episode_windows_round_trip_with_the_suite_score():
+    from kickstart.metrics import EpisodeStats
+
+    tasks = ("minatar:Breakout", "minatar:Freeway")
+    stats = EpisodeStats(tasks, window=3)
+    for task, ret in [(0, 1.0), (1, 20.0), (0, 3.0), (0, 5.0), (0, 7.0), (1, 22.0)]:
+        T = 2
+        stats.update({"ep_end": torch.tensor([[False], [True]]), "ep_task": torch.full((T, 1), task),
+                      "ep_return": torch.full((T, 1), ret), "ep_length": torch.full((T, 1), 10)})
+    copy = EpisodeStats(tasks, window=3)
+    copy.load_state_dict(stats.state_dict())
+    assert copy.mean_returns() == stats.mean_returns() == {tasks[0]: 5.0, tasks[1]: 21.0}
+    assert copy.count == {tasks[0]: 4, tasks[1]: 2}
+    assert copy.suite_score() == stats.suite_score() is not None
+    with pytest.raises(ValueError, match="unknown tasks \\['minatar:Freeway'\\]; this run's: minatar:Breakout"):
+        EpisodeStats(tasks[:1]).load_state_dict(stats.state_dict())
+
+
 def test_tensorboard_rewind_purges_events_after_the_step(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
