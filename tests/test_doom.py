@@ -293,3 +293,35 @@ def test_cli_rejects_an_unknown_scenario_in_one_line(tmp_path):
     p = cli("train", "env.id=vizdoom:my_way_hom", f"run.out_dir={tmp_path}", cwd=tmp_path)
     assert_user_error(p.returncode, p.stderr, "unknown ViZDoom scenario", "vizdoom:my_way_home")
     assert not any(tmp_path.iterdir())       # no run directory
+
+
+def test_the_suite_experiment_maps_every_experts_actions_onto_the_student(tmp_path, monkeypatch):
+    """configs/experiments/doom_experts.yaml: the eight experts of configs/doom_<task>.yaml (here with
+    untrained weights, as scripts/run_doom_kickstart.sh exports them) load as teachers of the suite's
+    student, each bound to its own task, with its actions mapped onto the large set by meaning."""
+    import dataclasses
+    from pathlib import Path
+
+    from kickstart.checkpoint import save_checkpoint
+    from kickstart.configio import to_dict
+    from kickstart.envs import env_spec
+    from kickstart.methods import load_config
+    from kickstart.nets import build_agent
+    from kickstart.train import validate
+
+    root = Path(__file__).resolve().parent.parent
+    experiment = load_config(str(root / "configs/experiments/doom_experts.yaml"))
+    suite = resolve_tasks("doom")
+    assert sorted(t.tasks[0] for t in experiment.kickstart.teachers.values()) == sorted(suite)
+    monkeypatch.chdir(tmp_path)
+    for name, teacher in experiment.kickstart.teachers.items():
+        cfg = load_config(str(root / f"configs/doom_{name}.yaml"))
+        assert cfg.env.id == teacher.tasks[0], name
+        spec = env_spec(cfg.env)
+        net = build_agent(cfg, spec)
+        save_checkpoint(tmp_path / teacher.path, {"config": to_dict(cfg), "learner": {"net": net.state_dict()},
+                                                  "counters": {}, "spec": dataclasses.asdict(spec)})
+    setup = validate(experiment)
+    (term,) = setup.terms
+    for name, teacher in experiment.kickstart.teachers.items():
+        assert term.covers[name].nonzero().flatten().tolist() == [suite.index(teacher.tasks[0])], name
