@@ -81,11 +81,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def make_optimizer(params, cfg: LearnerConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":
+    """The configured optimiser in its fastest form for the parameters' device: PyTorch picks its
+    multi-tensor kernels only for CUDA by default, and on the CPU its per-tensor Adam costs 4-6x the
+    fused one (a few ms an update on the Atari nets, where the learner makes 16 updates a batch)."""
+    params = list(params)
+    fast = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    if cfg.optimizer == "rmsprop":    # no fused RMSprop in PyTorch: its multi-tensor form
         return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=cfg.rmsprop_decay,
-                                   eps=cfg.rmsprop_eps, momentum=cfg.rmsprop_momentum)
+                                   eps=cfg.rmsprop_eps, momentum=cfg.rmsprop_momentum, foreach=fast or None)
     return torch.optim.Adam(params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                            eps=cfg.adam_eps)
+                            eps=cfg.adam_eps, fused=fast or None)
 
 
 def vtrace_targets(batch: dict[str, torch.Tensor], log_rhos: torch.Tensor, values: torch.Tensor,
