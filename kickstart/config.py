@@ -139,8 +139,8 @@ class NetConfig:
     full 18 actions = joystick (9) x fire (2))."""
     precision: str = "auto"
     """Compute precision of the network's forward passes, in actors and learner: ``auto`` (bf16
-    on each device that has native bf16 arithmetic: CUDA devices with bf16, CPUs with AVX512-BF16
-    or AMX; fp32 elsewhere; see :mod:`kickstart.precision`), ``fp32``, or ``bf16`` (autocast:
+    on each device where it pays: CUDA devices with native bf16, CPUs with AMX; fp32 elsewhere,
+    CPUs with AVX512-BF16 alone included; see :mod:`kickstart.precision`), ``fp32``, or ``bf16`` (autocast:
     convolutions and matrix products in bfloat16, parameters, outputs and losses in float32;
     emulated, and several times slower than fp32, where bf16 is not native)."""
     init: str = "default"

@@ -69,18 +69,45 @@ def test_cpu_detection_reads_the_flags_and_the_isa_limits(monkeypatch):
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         precision._cpu_native_bf16.cache_clear()
+        precision._cpu_bf16_pays.cache_clear()
         try:
-            return precision.native_bf16("cpu")
+            # (native bf16, bf16 pays, what auto resolves to)
+            return precision.native_bf16("cpu"), precision.bf16_pays("cpu"), precision.resolve("auto", "cpu")
         finally:
             precision._cpu_native_bf16.cache_clear()
+            precision._cpu_bf16_pays.cache_clear()
 
-    assert detect({"avx2", "avx512f", "avx512_bf16"})
-    assert detect({"avx2", "amx_bf16", "amx_tile"})
-    assert not detect({"avx2", "fma"})                                    # AVX2-only (the AMD EPYC)
-    assert not detect({"avx2", "avx512f", "avx512bw"})                    # AVX-512 without bf16
-    assert not detect({"avx512_bf16"}, ONEDNN_MAX_CPU_ISA="AVX2")         # oneDNN limited to AVX2
-    assert not detect({"avx512_bf16"}, ATEN_CPU_CAPABILITY="avx2")
-    assert detect({"avx512_bf16"}, ONEDNN_MAX_CPU_ISA="avx512_core_amx")
+    amx = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    assert detect(amx) == (True, True, "bf16")
+    assert detect({"avx2", "amx_bf16", "amx_tile"}) == (True, True, "bf16")
+    # AVX512-BF16 without AMX: native, but every network ran 1.3-2x slower than in fp32
+    assert detect({"avx2", "avx512f", "avx512_bf16"}) == (True, False, "fp32")
+    assert detect({"avx2", "fma"}) == (False, False, "fp32")                         # AVX2-only (the AMD EPYC)
+    assert detect({"avx2", "avx512f", "avx512bw"}) == (False, False, "fp32")         # AVX-512 without bf16
+    assert detect(amx, ONEDNN_MAX_CPU_ISA="AVX2") == (False, False, "fp32")          # oneDNN limited to AVX2
+    assert detect(amx, ATEN_CPU_CAPABILITY="avx2") == (False, False, "fp32")
+    assert detect(amx, ONEDNN_MAX_CPU_ISA="avx512_core_bf16") == (True, False, "fp32")   # AMX ruled out
+    assert detect(amx, ONEDNN_MAX_CPU_ISA="avx512_core_amx") == (True, True, "bf16")
+
+
+def test_native_bf16_without_amx_runs_fp32_by_default_and_bf16_without_a_warning(monkeypatch):
+    from kickstart.precision import plan, plan_lines
+
+    monkeypatch.delenv(precision.FORCE_ENV, raising=False)
+    for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    precision._cpu_native_bf16.cache_clear()
+    precision._cpu_bf16_pays.cache_clear()
+    try:
+        assert precision.resolve("auto", "cpu") == "fp32"
+        assert precision.slow_bf16_warning("net.precision", "bf16", "cpu") is None     # not emulated
+        lines = plan_lines(plan("auto", "cpu"))
+        assert len(lines) == 1 and "cpu yes, no AMX: auto is fp32" in lines[0], lines
+        assert "actors fp32, learner fp32" in lines[0]
+    finally:
+        precision._cpu_native_bf16.cache_clear()
+        precision._cpu_bf16_pays.cache_clear()
 
 
 @pytest.mark.parametrize("core", ["ff", "lstm"])

@@ -36,9 +36,9 @@ class TeacherConfig:
     rho: float = 1.0
     """Initial per-teacher factor rho^i of lambda^i = schedule * alpha * rho^i (mutable by PBT)."""
     precision: str = "auto"
-    """Checkpoint teachers: ``auto`` (bf16 where the CPU has native bf16, else fp32), ``fp32``, or
+    """Checkpoint teachers: ``auto`` (bf16 where it pays, on CPUs with AMX; else fp32), ``fp32``, or
     ``bf16`` (weights and activations in bfloat16, logits in float32): about 1.7x faster on CPUs
-    with bf16 instructions, at the cost of targets rounded to ~3 significant digits
+    with AMX (on AVX512-BF16 alone, about as fast as fp32), at the cost of targets rounded to ~3 significant digits
     (on the shipped MinAtar experts KL(fp32 || bf16) stays under 0.01 nats a state, while the
     log-probability of an unlikely action can move by a few tenths). Other teacher
     kinds run as they are (``auto`` or ``fp32``)."""
