@@ -52,7 +52,7 @@ case $cmd in
   drop)
     [ $# -ge 1 ] || usage
     for dir in "$@"; do
-      rel=${dir%/}; rel=${rel#./}
+      rel=${dir%/}; rel=${rel#"$ROOT"/}; rel=${rel#./}
       [ -f "$CARRY/$rel.tar.gz" ] || { echo "carry: $rel is not carried" >&2; exit 2; }
       rm "$CARRY/$rel.tar.gz"
       echo "carry: $rel dropped"

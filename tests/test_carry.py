@@ -67,3 +67,13 @@ def test_bad_input_is_a_one_line_error(repo, args, message):
     p = carry(repo, *args)
     assert p.returncode == 2
     assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_git_keeps_what_carry_stores():
+    """carry/ holds paths such as carry/runs/...: an ignore pattern for run directories must not hide them."""
+    root = SCRIPT.parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    p = subprocess.run(["git", "check-ignore", "-q", "carry/runs/learning/pong-s2.tar.gz"], cwd=root)
+    assert p.returncode == 1, "git ignores carry/runs/...: scripts/carry.sh's archives would never be committed"
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/learning/pong-s2/checkpoint.pt"], cwd=root).returncode == 0
