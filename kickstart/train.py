@@ -192,6 +192,7 @@ class Trainer:
         def advance() -> None:      # with the optimiser step, under the learner's lock (see save)
             self.agent_steps += T * B
             self.frames += T * B * self.spec.frames_per_step
+            self.stats.update(batch)    # a checkpoint counts the batch's episodes with its frames
 
         return self.learner.step(batch, self.frames, commit=advance)
 
@@ -246,8 +247,6 @@ class Trainer:
             waited += time.monotonic() - t_get
             self._accumulate(self._update(batch))                  # update
             self.publish()                                         # publish
-            with self.learner.lock:
-                self.stats.update(batch)
             now = time.monotonic()
             self.elapsed += now - t_prev
             t_prev = now

@@ -99,3 +99,31 @@ def test_reports_round_trip_and_a_lost_snapshot_cannot_be_copied(tmp_path):
     assert back[0] == reps[0]
     assert back[1].checkpoint is None and back[1].samples == [0.5] and back[1].mean_returns == {"minatar:Breakout": 0.5}
     assert load_reports(tmp_path / "elsewhere") == {}
+
+
+def test_a_resumed_member_waits_for_ready_episodes_new_since_its_checkpoint(tmp_path):
+    """The episode count comes back with the checkpoint; the next ready event still needs
+    pbt.ready_episodes episodes finished after the resume, not one update."""
+    from kickstart.methods import load_config
+    from kickstart.pbt.member import Member, MemberSpec
+
+    ready = 20
+    over = [o for o in TINY if not o.startswith(("pbt.ready_episodes", "pbt.ready_frames"))]
+    cfg = load_config(str(ROOT / "configs/minatar_breakout.yaml"),
+                      [*over, f"pbt.ready_episodes={ready}", "pbt.ready_frames=0", "run.progress=false"])
+    first = Member(MemberSpec(0, cfg, str(tmp_path / "m0"), {"learning_rate": 1e-3}))
+    try:
+        report = first.run_until(10**9)
+        assert report.ready and report.episodes >= ready
+        first.save()
+    finally:
+        first.close()
+    again = Member(MemberSpec(0, cfg, str(tmp_path / "m0"), resume=True))
+    try:
+        start = again.trainer.stats.episodes
+        assert start == load_checkpoint(tmp_path / "m0" / "checkpoint.pt")["extras"]["episode_stats"]["count"][
+            "minatar:Breakout"] > 0
+        report = again.run_until(10**9)
+        assert report.ready and report.episodes - start >= ready
+    finally:
+        again.close()

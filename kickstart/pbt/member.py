@@ -161,7 +161,8 @@ class Member:
             raise
         save_config(self.cfg, self.run_dir / "config.yaml")
         self._seen = dict(self.trainer.stats.count)   # episodes already turned into samples
-        self._mark_episodes = 0                          # episodes / frames at the last ready event
+        self._mark_episodes = self.trainer.stats.episodes   # episodes / frames at the last ready event
+                                                            # (a resumed member's come from its checkpoint)
         self._mark_frames = self.trainer.frames
         self._stop_reason: str | None = None
         self.preemption = Preemption(saves=[self.trainer.save])
