@@ -377,6 +377,16 @@ class Learner:
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
+        # A saved param group brings back its kernel choice too: keep this machine's (make_optimizer),
+        # so that a checkpoint from a per-tensor optimiser (or another device) does not slow this one.
+        kernels = {k: self.optimizer.defaults[k] for k in ("fused", "foreach") if k in self.optimizer.defaults}
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            group.update(kernels)
+            if group.get("fused"):          # the fused kernels keep the step count beside the parameter
+                for p in group["params"]:
+                    st = self.optimizer.state.get(p, {})
+                    if torch.is_tensor(st.get("step")) and st["step"].device != p.device:
+                        st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
         self.hparams.update(state["hparams"])
         self.steps = int(state["steps"])

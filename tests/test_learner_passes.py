@@ -211,3 +211,25 @@ def test_explained_variance_is_the_whole_batchs_with_the_first_pass_values():
         ref.step(mb, frames=100)
     want = explained_variance(torch.cat(values, 1), torch.cat(targets, 1))
     assert m["value/explained_variance"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_a_checkpoint_of_another_kernel_choice_loads_with_this_machines(optimizer):
+    """Loading optimiser state brings back the saved param groups, kernel flags included: a checkpoint
+    written with PyTorch's per-tensor kernels must not switch this learner off its faster ones."""
+    cfg = _cfg(f"learner.optimizer={optimizer}")
+    net, batch = _setup(cfg)
+    learner = Learner(net, cfg.learner, 10_000, device=torch.device("cpu"))
+    flag = "fused" if optimizer == "adam" else "foreach"
+    assert learner.optimizer.defaults[flag] is True
+    old = Learner(copy.deepcopy(net), cfg.learner, 10_000, device=torch.device("cpu"))
+    for group in old.optimizer.param_groups:       # as PyTorch's defaults on the CPU make it
+        group[flag] = None
+    old.step(batch, frames=0)
+    state = old.state_dict()
+    assert all(g[flag] is None for g in state["optimizer"]["param_groups"])
+    learner.load_state_dict(state)
+    assert all(g[flag] is True for g in learner.optimizer.param_groups)
+    learner.step(batch, frames=0)                  # and it steps from the loaded moments
+    for p in learner.net.parameters():
+        assert float(learner.optimizer.state[p]["step"]) == 2
