@@ -20,7 +20,7 @@
 # runs/replication/; `kickstart report` writes each part's tables and plots (PBT's lambda and rho schedules
 # included) to results/replication/<part>/, with the single runs' metrics.csv beside them.
 # Cost: one member trains at about 10k frames/s on 2 cores, so a population of 8 at 20M frames takes about
-# 4.5 hours; table2 is ten populations, table3 two, fig5 four (two shared with table3).
+# 4.5 hours; table2 is ten populations, table3 two (one shared with table2), fig5 five (two shared with table3).
 # A rerun with another FRAMES extends finished runs, but a run keeps the lambda horizon it started with.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# precision=auto (the default) means bf16 on CPUs with native bf16 and fp32 elsewhere. The suite
+# precision=auto (the default) means bf16 where it pays (CPUs with AMX, CUDA) and fp32 elsewhere. The suite
 # pins it to fp32 so that every numeric assertion means the same on every machine; the bf16
 # branches are tested explicitly (tests/test_precision.py). KICKSTART_NATIVE_BF16=1 runs the whole
 # suite with auto = bf16 instead. Subprocesses (the CLI, actor processes) inherit the setting.
