@@ -137,7 +137,10 @@ class Trainer:
             extras = state.get("extras", {})          # none in checkpoints older than state_extras
             for k, obj in self.state_extras.items():
                 if k in extras:
-                    obj.load_state_dict(extras[k])
+                    try:
+                        obj.load_state_dict(extras[k])
+                    except (ValueError, KeyError, TypeError) as e:
+                        raise CheckpointError(f"checkpoint's {k} does not fit this run ({e})") from None
 
     def resume(self, state: dict) -> None:
         """:meth:`restore` from the run's own checkpoint, and forget what was logged after it: a run killed

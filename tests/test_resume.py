@@ -135,6 +135,17 @@ def test_resume_keeps_the_episode_windows(first_run, tmp_path):
     fresh.close()
 
 
+def test_episode_windows_of_other_tasks_are_a_checkpoint_error(first_run, tmp_path):
+    from kickstart.errors import CheckpointError
+
+    saved = load_checkpoint(first_run)
+    saved["extras"]["episode_stats"]["count"]["minatar:Freeway"] = 3
+    fresh = Trainer(load_run_config(first_run), tmp_path, loggers=[])
+    with pytest.raises(CheckpointError, match="episode_stats does not fit this run .*minatar:Freeway"):
+        fresh.restore(saved)
+    fresh.close()
+
+
 def test_episode_windows_round_trip_with_the_suite_score():
     from kickstart.metrics import EpisodeStats
 
