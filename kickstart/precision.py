@@ -76,29 +76,25 @@ def _cuda_native_bf16() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
 
 
-def native_bf16(device_type: str) -> bool:
-    """Whether ``device_type`` (``cpu``, ``cuda``) runs bfloat16 arithmetic natively."""
+def _answer(device_type: str, cpu) -> bool:
+    """``KICKSTART_NATIVE_BF16`` if set; else CUDA's native bf16, or ``cpu()`` on the CPU."""
     forced = os.environ.get(FORCE_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
     if device_type == "cuda":
         return _cuda_native_bf16()
-    if device_type == "cpu":
-        return _cpu_native_bf16()
-    return False
+    return cpu() if device_type == "cpu" else False
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` (``cpu``, ``cuda``) runs bfloat16 arithmetic natively."""
+    return _answer(device_type, _cpu_native_bf16)
 
 
 def bf16_pays(device_type: str) -> bool:
     """Whether bfloat16 runs faster than float32 on ``device_type``: native bf16 on a CUDA device,
     AMX on the CPU (see the module docstring)."""
-    forced = os.environ.get(FORCE_ENV, "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
-    if device_type == "cuda":
-        return _cuda_native_bf16()
-    if device_type == "cpu":
-        return _cpu_bf16_pays()
-    return False
+    return _answer(device_type, _cpu_bf16_pays)
 
 
 def resolve(precision: str, device_type: str) -> str:
