@@ -82,7 +82,7 @@ def pick_device(name: str) -> torch.device:
 
 def make_optimizer(params, cfg: LearnerConfig) -> torch.optim.Optimizer:
     """The configured optimiser in its fastest form for the parameters' device: PyTorch picks its
-    multi-tensor kernels only for CUDA by default, and on the CPU its per-tensor Adam costs 4-6x the
+    multi-tensor kernels only for CUDA by default, and on the CPU its per-tensor Adam costs 3-6x the
     fused one (a few ms an update on the Atari nets, where the learner makes 16 updates a batch)."""
     params = list(params)
     fast = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)

@@ -38,8 +38,8 @@ class TeacherConfig:
     precision: str = "auto"
     """Checkpoint teachers: ``auto`` (bf16 where it pays, on CPUs with AMX; else fp32), ``fp32``, or
     ``bf16`` (weights and activations in bfloat16, logits in float32): about 1.7x faster on CPUs
-    with AMX (on AVX512-BF16 alone no faster than fp32), at the cost of targets rounded to ~3 significant digits
-    (on the shipped MinAtar experts KL(fp32 || bf16) stays under 0.01 nats a state, while the
+    with AMX (on AVX512-BF16 alone no faster than fp32), at the cost of targets rounded to ~3
+    significant digits (on the shipped MinAtar experts KL(fp32 || bf16) stays under 0.01 nats a state, while the
     log-probability of an unlikely action can move by a few tenths). Other teacher
     kinds run as they are (``auto`` or ``fp32``)."""
 

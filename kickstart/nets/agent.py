@@ -36,8 +36,8 @@ class AgentOutput(NamedTuple):
 
 def forward_in_precision(forward, precision: str, obs, *inputs, **options) -> tuple[AgentOutput, State]:
     """Run an agent's ``forward(obs, *inputs, **options)`` in ``precision`` (``bf16``, or ``auto``
-    on a device where bf16 pays, see :mod:`kickstart.precision`: under autocast) and return its policy logits, baseline and state
-    in float32 (extras as they are)."""
+    on a device where bf16 pays, see :mod:`kickstart.precision`: under autocast) and return its
+    policy logits, baseline and state in float32 (extras as they are)."""
     if resolve(precision, obs.device.type) != "bf16":
         return forward(obs, *inputs, **options)
     with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16):
