@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 15's kickstarting experiment on the doom suite: the kickstarting paper's five-experts setting
 # (its Table 3) on eight first-person 3D tasks. Every run is resumable: stop the script at any point (or
-# lose the session, carrying runs/doom-kickstart with scripts/carry.sh) and start it again.
+# lose the session, carrying the unfinished run with scripts/carry.sh) and start it again. Finished runs are
+# kept without their checkpoints in results/doom/kickstart/runs/ (KEEP, scripts/resumable.sh; commit it, and
+# the exported teachers/doom-<task>.pt), so a later machine skips them.
 #   experts: one expert per task (configs/doom_<task>.yaml, seed 0), EXPERT_FRAMES each (default: the
 #            config's own budget), exported to teachers/doom-<task>.pt and evaluated over 100 episodes;
 #   suite:   the suite's student kickstarted by the eight experts (configs/experiments/doom_experts.yaml,
@@ -24,6 +26,7 @@ FRAMES=${FRAMES:-20000000}
 SEEDS=${SEEDS:-0 1 2}
 PARTS=${PARTS:-experts suite}
 TASKS="basic defend_the_center predict_position take_cover deadly_corridor my_way_home health_gathering deathmatch_bots"
+KEEP=${KEEP:-$RESULTS/runs}
 source scripts/resumable.sh
 mkdir -p "$RESULTS"
 
@@ -34,8 +37,11 @@ for part in $PARTS; do
       for task in $TASKS; do
         frames=${EXPERT_FRAMES:-$(awk '/^ *total_frames:/ {print $2; exit}' configs/doom_$task.yaml)}
         run_or_resume "$OUT" expert-$task "$frames" configs/doom_$task.yaml runtime.seed=0
-        $KS export "$OUT/expert-$task" teachers/doom-$task.pt
-        cp "$OUT/expert-$task/metrics.csv" "$RESULTS/expert-$task.metrics.csv"
+        # Exported where its checkpoint is; a run kept from an earlier machine exported it there.
+        if [ -d "$OUT/expert-$task" ]; then $KS export "$OUT/expert-$task" teachers/doom-$task.pt; fi
+        [ -f teachers/doom-$task.pt ] || { echo "teachers/doom-$task.pt is missing and expert-$task has no" \
+            "checkpoint here; delete $KEEP/expert-$task to train it again" >&2; exit 2; }
+        cp "$(run_path "$OUT" expert-$task)/metrics.csv" "$RESULTS/expert-$task.metrics.csv"
         $KS eval teachers/doom-$task.pt --episodes 100 >> "$RESULTS/experts.txt"
       done ;;
     suite)
@@ -48,9 +54,9 @@ for part in $PARTS; do
             kickstart.lambda_end_frames=$((FRAMES / 10))
         run_or_resume "$OUT" scratch-s$s "$FRAMES" configs/doom.yaml runtime.seed=$s
         for arm in kickstarted scratch; do
-          cp "$OUT/$arm-s$s/metrics.csv" "$RESULTS/$arm-s$s.metrics.csv"
+          cp "$(run_path "$OUT" $arm-s$s)/metrics.csv" "$RESULTS/$arm-s$s.metrics.csv"
         done
-        kicked+="$OUT/kickstarted-s$s," scratch+="$OUT/scratch-s$s,"
+        kicked+="$(run_path "$OUT" kickstarted-s$s)," scratch+="$(run_path "$OUT" scratch-s$s),"
       done
       $KS report --group "kickstarted=${kicked%,}" --group "scratch=${scratch%,}" --baseline scratch \
           --budgets $((FRAMES / 20)),$((FRAMES / 10)),$((FRAMES / 5)),$((FRAMES / 2)),$FRAMES --out "$RESULTS" ;;

@@ -6,7 +6,9 @@
 #   small-only: the same network with alpha fixed at 0 and lambda 0 (pi_1 acts and learns alone);
 #   big-only:   the task's expert config over the 108-action set with a factorised head, alone.
 # FRAMES_BASIC / FRAMES_DTC per run (defaults: 2M and 5M). Every run resumes where it stopped
-# (kickstart train --resume), so the script can be stopped and started again at any point.
+# (kickstart train --resume), so the script can be stopped and started again at any point; finished runs
+# are kept without checkpoints in results/doom/mixmatch/runs/ (KEEP, scripts/resumable.sh; commit it), so a
+# machine that lost runs/ skips them, and an unfinished one travels with scripts/carry.sh.
 # Runs go to runs/doom-mixmatch/; the reports and each run's metrics.csv to results/doom/mixmatch/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,7 @@ export OMP_NUM_THREADS=1
 KS=.venv/bin/kickstart
 OUT=runs/doom-mixmatch
 SEEDS=${SEEDS:-0 1 2}
-
+KEEP=${KEEP:-results/doom/mixmatch/runs}
 source scripts/resumable.sh
 run() { run_or_resume "$OUT" "$@"; }
 
@@ -34,9 +36,11 @@ for task in basic defend_the_center; do
   mkdir -p results/doom/mixmatch/$task
   groups=()
   for r in mm small-only big-only; do
-    dirs=$(for s in $SEEDS; do printf '%s,' "$OUT/$task-$r-s$s"; done)
+    dirs=$(for s in $SEEDS; do printf '%s,' "$(run_path "$OUT" $task-$r-s$s)"; done)
     groups+=(--group "$r=${dirs%,}")
-    for s in $SEEDS; do cp "$OUT/$task-$r-s$s/metrics.csv" "results/doom/mixmatch/$task/$r-s$s.metrics.csv"; done
+    for s in $SEEDS; do
+      cp "$(run_path "$OUT" $task-$r-s$s)/metrics.csv" "results/doom/mixmatch/$task/$r-s$s.metrics.csv"
+    done
   done
   $KS report "${groups[@]}" --baseline big-only $B --out results/doom/mixmatch/$task
 done

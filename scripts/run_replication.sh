@@ -23,6 +23,11 @@
 # Cost: one member trains at about 10k frames/s on 2 cores, so a population of 8 at 20M frames takes about
 # 4.5 hours; table2 is ten populations, table3 two (one shared with table2), fig5 five (two shared with table3).
 # A rerun with another FRAMES extends finished runs, but a run keeps the lambda horizon it started with.
+# Across machines that do not keep runs/ (one session each): a finished run or population is kept without
+# its checkpoints in results/replication/runs/ (KEEP; commit it), and a later run of this script skips it
+# and reports from it; the population still training when a session ends goes to the next machine with
+# its checkpoints (`bash scripts/carry.sh pack runs/replication/NAME`, about 80 MB for 8 members; then
+# commit carry/, and `carry.sh unpack` there before starting this script again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,6 +39,7 @@ FRAMES=${FRAMES:-20000000}
 POP=${POP:-8}
 SEEDS=${SEEDS:-0 1 2}
 PARTS=${PARTS:-table1 table2 table3 fig5}
+KEEP=${KEEP:-$RESULTS/runs}   # finished runs without checkpoints: commit it (scripts/resumable.sh)
 E=configs/experiments
 source scripts/resumable.sh
 
@@ -59,12 +65,12 @@ report() {   # report PART BASELINE ITEM...: tables and plots; ITEM is LABEL=NAM
   mkdir -p "$RESULTS/$part"
   for item in "$@"; do
     if [[ $item == pbt:* ]]; then
-      args+=("$OUT/${item#pbt:}")
+      args+=("$(run_path "$OUT" "${item#pbt:}")")
     else
       label=${item%%=*}; name=${item#*=}; dirs=""
       for s in $SEEDS; do
-        dirs+="$OUT/$name-s$s,"
-        cp "$OUT/$name-s$s/metrics.csv" "$RESULTS/$part/$name-s$s.metrics.csv"
+        dirs+="$(run_path "$OUT" "$name-s$s"),"
+        cp "$(run_path "$OUT" "$name-s$s")/metrics.csv" "$RESULTS/$part/$name-s$s.metrics.csv"
       done
       args+=(--group "$label=${dirs%,}")
     fi
