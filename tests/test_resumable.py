@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "resumable.sh"
@@ -73,3 +75,12 @@ def test_run_or_resume_resumes_a_run_with_a_checkpoint(tmp_path):
     p = bash(tmp_path, f"run_or_resume runs r 640 {CONFIG}", None)
     assert p.returncode == 0, p.stderr
     assert len(json.loads((tmp_path / "runs" / "r" / "meta.json").read_text())["sessions"]) == 2
+
+
+@pytest.mark.parametrize("path", ["results/replication/runs/pop/members/0/metrics.csv",
+                                  "results/doom/kickstart/runs/scratch-s0/KEPT",
+                                  "results/doom/mixmatch/runs/basic-mm-s0/metrics.csv"])
+def test_the_scripts_keep_folders_are_committable(path):
+    """The experiment scripts' KEEP folders must not fall under .gitignore's runs/."""
+    p = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+    assert p.returncode == 1, f"{path} is ignored by git"
