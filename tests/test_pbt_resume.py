@@ -127,3 +127,42 @@ def test_a_resumed_member_waits_for_ready_episodes_new_since_its_checkpoint(tmp_
         assert report.ready and report.episodes - start >= ready
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("snapshots_lost", [False, True])
+def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, snapshots_lost):
+    """A stopped member's last report (interrupted) is what the resumed controller compares first, so
+    it comes with a snapshot to copy; no ready member may be sent to copy a report without one (its
+    snapshot lost with a machine: that crashed the member and spent the restart budget)."""
+    run = tmp_path / "pop"
+    truncation = [o for o in TINY if not o.startswith("pbt.exploit")] + ["pbt.exploit=truncation",
+                                                                          "pbt.truncation_fraction=0.5"]
+    p = _cli("configs/minatar_breakout.yaml", *truncation, f"run.out_dir={tmp_path}", "run.name=pop",
+             f"run.total_frames={1000 * UPDATE}", cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and p.poll() is None:
+            if sum(r["event"] == "ready" for r in _lineage(run)) >= 4:
+                break
+            time.sleep(0.05)
+        assert p.poll() is None, p.stdout.read()
+        os.killpg(p.pid, signal.SIGINT)           # as Ctrl-C: every member checkpoints and reports
+        p.wait(60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    reports = load_reports(run)
+    assert sorted(reports) == [0, 1] and all(r.interrupted for r in reports.values())
+    assert all(r.checkpoint is not None and r.samples for r in reports.values())
+    before = len(_lineage(run))
+    if snapshots_lost:
+        for m in (0, 1):
+            (run / "members" / str(m) / "pbt_snapshot.pt").unlink()
+
+    start = max(r.frames for r in reports.values())
+    q = _cli("--resume", str(run), f"run.total_frames={start + 3 * EVERY}", cwd=tmp_path)
+    out, _ = q.communicate(timeout=300)
+    assert q.returncode == 0, out
+    new = _lineage(run)[before:]
+    assert not [r for r in new if r["event"] == "restart"], new
+    assert [r for r in new if r["event"] == "ready" and r.get("donor") is not None], new

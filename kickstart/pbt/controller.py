@@ -240,7 +240,9 @@ class Controller:
     def on_ready(self, h: MemberHandle, rep: MemberReport) -> None:
         """A ready event of member ``rep.index`` (idle, behind handle ``h``): exploit, explore, record."""
         i = rep.index
-        population = {j: r.samples for j, r in self.latest.items()}
+        # Only a report with a snapshot can be copied from: one whose weights an exploit replaced, or
+        # whose snapshot was lost with its machine (records.load_reports), is no donor.
+        population = {j: r.samples for j, r in self.latest.items() if j == i or r.checkpoint is not None}
         donor = decisions.choose_donor(i, population, self.rng, self.pbt)
         before = dict(rep.hparams)
         base = before

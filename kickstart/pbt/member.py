@@ -90,7 +90,7 @@ class MemberReport:
     """Evaluation samples, most recent last (see ``pbt.eval``)."""
     hparams: dict[str, float]
     checkpoint: str | None
-    """The snapshot written with this report (ready or done); None otherwise."""
+    """The snapshot written with this report (ready, done or interrupted), which an exploit copies."""
     seconds: float
     """Training seconds of this member so far."""
     mean_returns: dict[str, float] = field(default_factory=dict)
@@ -193,7 +193,9 @@ class Member:
             self._mark_episodes, self._mark_frames = t.stats.episodes, t.frames
             checkpoint = str(self._snapshot())
         elif interrupted:
-            t.save()
+            # A snapshot as at a ready event: the population's last reports (pbt/reports.json) are what a
+            # resumed controller compares first, and this one's samples must come with weights to copy.
+            checkpoint = str(self._snapshot())
         return MemberReport(self.index, t.frames, t.stats.episodes, ready, done, interrupted, self.samples(),
                             self.hparams(), checkpoint, t.elapsed, t.stats.mean_returns())
 
