@@ -38,7 +38,7 @@ keep_run() {   # keep_run OUT NAME FRAMES: OUT/NAME, finished at FRAMES, into KE
   local out=$1 name=$2 frames=$3
   rm -rf "${KEEP:?}/$name.tmp"
   mkdir -p "$KEEP/$name.tmp"
-  tar -C "$out/$name" -c --exclude=checkpoint.pt --exclude=tb --exclude='*.tmp' . | tar -C "$KEEP/$name.tmp" -x
+  tar -C "$out/$name" -c --exclude=checkpoint.pt --exclude=pbt_snapshot.pt --exclude=tb --exclude='*.tmp' . | tar -C "$KEEP/$name.tmp" -x
   echo "$frames" > "$KEEP/$name.tmp/KEPT"
   rm -rf "${KEEP:?}/$name"
   mv "$KEEP/$name.tmp" "$KEEP/$name"

@@ -59,6 +59,7 @@ def test_keep_run_leaves_out_every_checkpoint_of_a_population(tmp_path):
     for m in ("0", "1"):
         (pop / "members" / m).mkdir(parents=True)
         (pop / "members" / m / "checkpoint.pt").write_bytes(b"weights")
+        (pop / "members" / m / "pbt_snapshot.pt").write_bytes(b"weights")      # PBT's copy of them
         (pop / "members" / m / "metrics.csv").write_text("frames,time,name,value\n")
     (pop / "lineage.jsonl").write_text("{}\n")
     keep = tmp_path / "kept"
