@@ -19,7 +19,7 @@ Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing
   member over training (Kickstarting Fig. 2, bottom).
 
 A PBT run directory (one holding ``members/``) counts as a group of its top-3 members by final
-score, as in the papers' figures.
+score (smoothed over ``--smooth`` points, as the final column is), as in the papers' figures.
 """
 
 from __future__ import annotations
@@ -92,8 +92,10 @@ def frames_to_reach(c: Curve, score: float) -> float | None:
     return float(c.frames[below[-1] + 1]) if len(below) else float(c.frames[0])
 
 
-def group_runs(run_dirs: Sequence[str], groups: Sequence[str], metric: str | None) -> dict[str, list[Path]]:
-    """Label -> run directories. PBT run dirs expand to their top-3 members."""
+def group_runs(run_dirs: Sequence[str], groups: Sequence[str], metric: str | None,
+               smooth: int = 1) -> dict[str, list[Path]]:
+    """Label -> run directories. PBT run dirs expand to their top-3 members by final score, smoothed
+    over ``smooth`` logged points as the tables' final column is."""
     out: dict[str, list[Path]] = {}
     if groups:
         for g in groups:
@@ -115,18 +117,18 @@ def group_runs(run_dirs: Sequence[str], groups: Sequence[str], metric: str | Non
                 raise UserError(f"run directory {str(d)!r} does not exist")
             members = sorted((d / "members").glob("*/metrics.csv")) if (d / "members").is_dir() else []
             if members:
-                runs.extend(_top_members([m.parent for m in members], metric, 3))
+                runs.extend(_top_members([m.parent for m in members], metric, 3, smooth))
             else:
                 runs.append(d)
         expanded[label] = runs
     return expanded
 
 
-def _top_members(members: list[Path], metric: str | None, k: int) -> list[Path]:
+def _top_members(members: list[Path], metric: str | None, k: int, smooth: int = 1) -> list[Path]:
     scored = []
     for m in members:
         met = _metrics_of(m)
-        c = curve(met, metric or default_metric(met))
+        c = curve(met, metric or default_metric(met), smooth)
         scored.append((float(c.values[-1]) if c is not None else -np.inf, m))
     scored.sort(key=lambda t: -t[0])
     return [m for _, m in scored[:k]]
@@ -302,7 +304,7 @@ def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) ->
 def report(run_dirs: Sequence[str], groups: Sequence[str] = (), metric: str | None = None,
            budgets: Sequence[float] = (), targets: Sequence[float] = (), baseline: str | None = None,
            out: str | Path = "report", smooth: int = 5) -> tuple[Path, list[Path]]:
-    grouped = group_runs(run_dirs, groups, metric)
+    grouped = group_runs(run_dirs, groups, metric, smooth)
     first = next(iter(grouped.values()))[0]
     metric = metric or default_metric(_metrics_of(first))
     summaries = [summarise(label, runs, metric, budgets, targets, smooth) for label, runs in grouped.items()]

@@ -79,3 +79,24 @@ def test_improvement_helper():
     assert improvement(1.0, 2.0) == "-50.0%"
     assert improvement(1.0, 0.0) == "+1.00 points"
     assert improvement(None, 2.0) == "-" and improvement(1.0, None) == "-"
+
+
+def test_a_pbt_run_ranks_its_members_on_the_smoothed_final_score(tmp_path):
+    """A member whose last logged point is a lucky spike is not picked over steadier ones: the ranking
+    uses the same smoothing as the final column."""
+    pbt = tmp_path / "pop"
+    frames = [i * 1_000_000 for i in range(6)]
+    for i, values in enumerate([[0, 1, 1, 1, 1, 9],            # mean of the last 3 points: 3.67
+                                [0, 5, 5, 5, 5, 5],            # 5
+                                [0, 6, 6, 6, 6, 6],            # 6
+                                [0, 4, 4, 4, 4, 4]]):          # 4
+        (pbt / "members" / str(i)).mkdir(parents=True)
+        log = CSVLogger(pbt / "members" / str(i) / "metrics.csv")
+        for f, v in zip(frames, values):
+            log.write(f, {"episode/return/minatar:Breakout": float(v)})
+        log.close()
+    md, _ = report([str(pbt)], budgets=[5e6], smooth=3, out=tmp_path / "rep")
+    text = md.read_text()
+    assert "members/0" not in text and all(f"members/{i}" in text for i in (1, 2, 3))
+    md, _ = report([str(pbt)], budgets=[5e6], smooth=1, out=tmp_path / "rep1")
+    assert "members/0" in md.read_text()                       # unsmoothed, the spike wins
