@@ -10,7 +10,7 @@ import torch
 from kickstart.config import NetConfig
 from kickstart.envs import env_spec
 from kickstart.errors import CheckpointError, ConfigError, UserError
-from kickstart.kickstarting.adapt import action_mapping, bind, load_bound_teacher, obs_channels
+from kickstart.kickstarting.adapt import action_mapping, bind, load_bound_teacher, nearest_action, obs_channels
 from kickstart.kickstarting.config import TeacherConfig
 from kickstart.kickstarting.plan import task_ids
 from kickstart.kickstarting.teachers import FunctionTeacher, NetTeacher, load_teacher
@@ -325,3 +325,19 @@ def test_an_unroll_is_one_teacher_call_with_the_logits_of_its_steps():
     assert seen == [T * n] and out.shape == (T, n, 18)
     steps = torch.stack([bound(obs[t], first[t], la[t], r[t], ())[0] for t in range(T)])
     assert torch.allclose(out, steps) and torch.isinf(out).sum().item() == T * n * 14
+
+
+def test_a_combined_student_action_goes_back_to_the_teacher_action_with_the_most_of_its_buttons():
+    """ViZDoom's large set joins buttons with '+'; an LSTM teacher with the scenario's own buttons gets,
+    as its last action, the part of the student's combination it knows, not NOOP."""
+    teacher = ("NOOP", "TURN_LEFT", "TURN_RIGHT", "MOVE_FORWARD", "MOVE_LEFT", "MOVE_RIGHT")
+    assert nearest_action("MOVE_FORWARD+SPEED", teacher) == 3
+    assert nearest_action("MOVE_LEFT+TURN_LEFT+ATTACK", teacher) == 1        # a tie: the first one
+    assert nearest_action("ATTACK+SPEED", teacher) == 0                      # none of its buttons
+    assert nearest_action("turn_right", teacher) == 2
+    assert nearest_action("UPFIRE", ("NOOP", "FIRE", "UP")) == 0            # ALE's names are not joined
+    student = ("NOOP", "MOVE_FORWARD", "TURN_RIGHT", "MOVE_FORWARD+TURN_RIGHT", "ATTACK", "TURN_RIGHT+ATTACK")
+    bound = bind(FunctionTeacher("nav", fixed_logits([0.0] * 3), action_meanings=("NOOP", "TURN_RIGHT", "MOVE_FORWARD")),
+                 spec_of(student))
+    assert bound.index.tolist() == [0, 2, 1]
+    assert bound.inverse.tolist() == [0, 2, 1, 1, 0, 1]

@@ -11,8 +11,12 @@ the student's env spec (:class:`BoundTeacher`):
   exactly the student's number of actions, taken to be the student's. MultiDiscrete students need
   a teacher with the identical action space.
 * Last actions (LSTM teachers take the previous action as input): the actor's ``last_action`` is
-  a student action; it is mapped back to the teacher's action with the same meaning, and a student
-  action the teacher lacks becomes the teacher's action 0 (NOOP in ALE and MinAtar).
+  a student action; it is mapped back to the teacher's action with the same meaning. A student action
+  the teacher lacks becomes the teacher action made of the most of its buttons, where meanings are
+  button combinations joined by ``+`` (ViZDoom's large set: ``MOVE_FORWARD+TURN_LEFT+SPEED`` is a
+  ``MOVE_FORWARD`` to a teacher with the scenario's buttons), else the teacher's action 0 (NOOP in ALE,
+  MinAtar and ViZDoom). Without this a navigation teacher's memory would see NOOP after nearly every
+  step of a student exploring the combinations.
 
 Why apart from loading: loading knows the sources (files, callables), this the student's spaces; a
 bound teacher is what the actor hooks and the learner-side inference run.
@@ -32,7 +36,7 @@ from kickstart.kickstarting.config import TeacherConfig
 from kickstart.kickstarting.teachers import State, Teacher, load_teacher
 from kickstart.specs import EnvSpec
 
-__all__ = ["BoundTeacher", "action_mapping", "bind", "load_bound_teacher", "obs_channels"]
+__all__ = ["BoundTeacher", "action_mapping", "bind", "load_bound_teacher", "nearest_action", "obs_channels"]
 
 
 def obs_channels(name: str, teacher_shape: Sequence[int], student_shape: Sequence[int],
@@ -71,6 +75,22 @@ def action_mapping(name: str, teacher_meanings: Sequence[str], student_meanings:
         raise UserError(f"teacher {name!r} has actions the student cannot take: {', '.join(missing)}; "
                         f"student actions: {', '.join(student_meanings)}")
     return [student[k] for k in keys]
+
+
+def _buttons(meaning: str) -> frozenset[str]:
+    return frozenset(b.strip() for b in _key(meaning).split("+"))
+
+
+def nearest_action(student_meaning: str, teacher_meanings: Sequence[str]) -> int:
+    """The teacher action made of the most buttons of ``student_meaning`` and of no other (meanings
+    are ``+``-joined buttons; the first such action on a tie), or 0 when none is."""
+    want = _buttons(student_meaning)
+    best, size = 0, 0
+    for i, m in enumerate(teacher_meanings):
+        have = _buttons(m)
+        if have <= want and len(have) > size:
+            best, size = i, len(have)
+    return best
 
 
 class BoundTeacher:
@@ -125,7 +145,7 @@ class BoundTeacher:
         index = action_mapping(t.name, t.action_meanings, s.action_meanings)
         if index == list(range(s.num_actions)):
             return None, None
-        inverse = [0] * s.num_actions  # student actions the teacher lacks -> its action 0 (NOOP)
+        inverse = [nearest_action(m, t.action_meanings) for m in s.action_meanings]
         for i, j in enumerate(index):
             inverse[j] = i
         return torch.tensor(index, dtype=torch.long), torch.tensor(inverse, dtype=torch.long)
