@@ -142,7 +142,8 @@ def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, sna
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and p.poll() is None:
-            if sum(r["event"] == "ready" for r in _lineage(run)) >= 4:
+            ready = [r for r in _lineage(run) if r["event"] == "ready"]
+            if all(sum(r["member"] == i for r in ready) >= 2 for i in (0, 1)):   # both running, not starting
                 break
             time.sleep(0.05)
         assert p.poll() is None, p.stdout.read()
