@@ -40,9 +40,10 @@ def _cli(*args, **kw):
                             **kw)
 
 
-def test_a_sigkilled_population_resumes_every_member_where_its_checkpoint_left_it(tmp_path):
-    run = tmp_path / "pop"
-    p = _cli("configs/minatar_breakout.yaml", *TINY, f"run.out_dir={tmp_path}", "run.name=pop",
+def _stop_once_running(run: Path, overrides: list[str], sig: int, wait: float) -> None:
+    """Train a population of 2 in ``run`` and send ``sig`` to its whole process group once both
+    members have had 2 ready events (both running, none still starting)."""
+    p = _cli("configs/minatar_breakout.yaml", *overrides, f"run.out_dir={run.parent}", f"run.name={run.name}",
              f"run.total_frames={1000 * UPDATE}", cwd=ROOT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -52,11 +53,16 @@ def test_a_sigkilled_population_resumes_every_member_where_its_checkpoint_left_i
                 break
             time.sleep(0.05)
         assert p.poll() is None, p.stdout.read()
-        os.killpg(p.pid, signal.SIGKILL)          # the controller and its member processes, at once
-        p.wait(30)
+        os.killpg(p.pid, sig)
+        p.wait(wait)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_a_sigkilled_population_resumes_every_member_where_its_checkpoint_left_it(tmp_path):
+    run = tmp_path / "pop"
+    _stop_once_running(run, TINY, signal.SIGKILL, 30)   # the controller and its member processes, at once
     before = _lineage(run)
     saved = {}
     for i in (0, 1):
@@ -137,21 +143,7 @@ def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, sna
     run = tmp_path / "pop"
     truncation = [o for o in TINY if not o.startswith("pbt.exploit")] + ["pbt.exploit=truncation",
                                                                           "pbt.truncation_fraction=0.5"]
-    p = _cli("configs/minatar_breakout.yaml", *truncation, f"run.out_dir={tmp_path}", "run.name=pop",
-             f"run.total_frames={1000 * UPDATE}", cwd=ROOT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and p.poll() is None:
-            ready = [r for r in _lineage(run) if r["event"] == "ready"]
-            if all(sum(r["member"] == i for r in ready) >= 2 for i in (0, 1)):   # both running, not starting
-                break
-            time.sleep(0.05)
-        assert p.poll() is None, p.stdout.read()
-        os.killpg(p.pid, signal.SIGINT)           # as Ctrl-C: every member checkpoints and reports
-        p.wait(60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+    _stop_once_running(run, truncation, signal.SIGINT, 60)   # as Ctrl-C: every member checkpoints and reports
     reports = load_reports(run)
     assert sorted(reports) == [0, 1] and all(r.interrupted for r in reports.values())
     assert all(r.checkpoint is not None and r.samples for r in reports.values())
