@@ -11,7 +11,8 @@
 #           scratch with PBT over the same hyperparameters (the paper's baseline is PBT-tuned too);
 #   fig5:   the five experts four ways: a constant lambda for every teacher, one shared lambda evolved by
 #           PBT, per-teacher lambdas evolved by PBT (table3's population), pure distillation.
-# Every row of table2, table3 and fig5 is a population whose PBT tunes the learning rate and entropy cost,
+# Every row of table2, table3 and fig5 is a population whose PBT tunes the learning rate and entropy cost
+# (pure distillation, which has no entropy term, the learning rate alone),
 # reported as the mean of its top 3 members, as in the paper (Sec. 5.1.1: "even for the manually-specified
 # schedules, PBT still controls other hyperparameters"); a fixed-lambda row only keeps lambda out of PBT's
 # hands. table1 compares two single runs over SEEDS, like with like and at an eighth of the cost.
@@ -54,9 +55,13 @@ population() {   # population NAME CONFIG [OVERRIDES...]: one PBT population of 
 # The ranges every *_pbt config in configs/experiments gives the learning rate and entropy cost
 # (tests/test_shipped_configs.py holds them equal): a fixed-lambda row is tuned as its PBT rival is.
 TUNE_HPARAMS='{learning_rate: {distribution: log_uniform, low: 0.0003, high: 0.003, perturb: multiply}, entropy_cost: {distribution: log_uniform, low: 0.0001, high: 0.01, perturb: multiply}}'
-tuned() {   # tuned NAME CONFIG [OVERRIDES...]: a population of CONFIG, PBT tuning only TUNE_HPARAMS
+# Pure distillation (learner.rl_loss=false) has no entropy term, so an entropy cost PBT moved there would
+# be a dimension of noise: that row tunes the learning rate alone, over the same range.
+TUNE_LR='{learning_rate: {distribution: log_uniform, low: 0.0003, high: 0.003, perturb: multiply}}'
+tuned() {   # [MUTABLE=...] tuned NAME CONFIG [OVERRIDES...]: a population of CONFIG, PBT tuning only
+            # MUTABLE (default TUNE_HPARAMS)
   local name=$1; shift
-  population "$name" "$@" pbt.exploit=ttest pbt.ready_episodes=300 "pbt.mutable=$TUNE_HPARAMS"
+  population "$name" "$@" pbt.exploit=ttest pbt.ready_episodes=300 "pbt.mutable=${MUTABLE:-$TUNE_HPARAMS}"
 }
 report() {   # report PART BASELINE ITEM...: tables and plots; ITEM is LABEL=NAME (NAME's seeded runs,
              # whose metrics.csv are copied beside the report) or pbt:NAME (a population)
@@ -109,7 +114,7 @@ for part in $PARTS; do
       population experts-rho-pbt $E/minatar5_experts_pbt.yaml
       population experts-shared-pbt $E/minatar5_experts_shared_pbt.yaml
       tuned experts-const $E/minatar5_experts.yaml kickstart.schedule=constant
-      tuned distill $E/minatar5_distillation.yaml
+      MUTABLE=$TUNE_LR tuned distill $E/minatar5_distillation.yaml
       population scratch-pbt $E/minatar5_scratch_pbt.yaml
       report fig5 scratch-pbt pbt:scratch-pbt pbt:experts-const pbt:distill pbt:experts-shared-pbt \
           pbt:experts-rho-pbt ;;

@@ -41,3 +41,7 @@ def test_replication_tunes_fixed_lambda_rows_as_their_pbt_rivals():
     cfg = load_config("configs/experiments/minatar5_small_constant1.yaml",
                       ["pbt.population_size=8", f"pbt.mutable={yaml.safe_dump(tuned, default_flow_style=True).strip()}"])
     assert set(cfg.pbt.mutable) == set(tuned)
+    # the distillation row, which has no entropy term, tunes the learning rate over the same range
+    lr_only = yaml.safe_load(re.search(r"^TUNE_LR='(.*)'$", script, re.M).group(1))
+    assert lr_only == {"learning_rate": tuned["learning_rate"]}
+    assert re.search(r"^\s*MUTABLE=\$TUNE_LR tuned distill .*minatar5_distillation\.yaml", script, re.M)
