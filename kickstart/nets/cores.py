@@ -48,9 +48,11 @@ class LSTMCore(nn.Module):
       does one ``h @ W_hh`` and the gate arithmetic per step (the same weights as ``nn.LSTM``).
 
     ``auto`` (the default) uses ``fused`` when it makes at most ``0.4 * T`` pieces and
-    ``stepwise`` otherwise. Measured on one CPU thread (T=20, B=32, 256 units, forward+backward):
-    one fused call 23 ms, stepwise 34 ms, and each extra fused piece costs ~1.4 ms, so the two
-    break even at about 8-9 pieces.
+    ``stepwise`` otherwise: each extra fused piece costs a few percent of one call (oneDNN's LSTM
+    primitive starts again), while stepwise pays Python and small-matmul overhead per step. Since
+    stepwise unbinds its input (see ``_stepwise``) it costs about as much as one fused call on one CPU
+    thread, so the threshold leans to fused only where an unroll has few episode starts (long-episode
+    games at small B); MinAtar at B=80 starts an episode almost every step and runs stepwise.
 
     Under CPU bf16 autocast on a CPU without native bf16, the recurrence runs in float32: oneDNN
     has no bf16 LSTM primitive there (``nn.LSTM`` raises "could not create a primitive
@@ -106,8 +108,11 @@ class LSTMCore(nn.Module):
     def _fused(self, inp, keep, h, c, starts: list[int]):
         h, c = h.unsqueeze(0), c.unsqueeze(0)
         outs = []
-        for s, e in zip(starts, starts[1:] + [inp.shape[0]]):
-            out, (h, c) = self.lstm(inp[s:e], (h * keep[s], c * keep[s]))
+        # split, not inp[s:e]: a slice's backward writes its gradient into a zeroed tensor of the whole
+        # unroll, one per piece, where split's backward is one concatenation.
+        ends = starts[1:] + [inp.shape[0]]
+        for s, piece in zip(starts, inp.split([e - s for s, e in zip(starts, ends)])):
+            out, (h, c) = self.lstm(piece, (h * keep[s], c * keep[s]))
             outs.append(out)
         out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         return out, (h.squeeze(0), c.squeeze(0))
@@ -117,9 +122,12 @@ class LSTMCore(nn.Module):
         gates_x = F.linear(inp, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)  # [T, B, 4H]
         w_hh = lstm.weight_hh_l0.t()
         outs = []
-        for t in range(inp.shape[0]):
-            h, c = h * keep[t], c * keep[t]
-            i, f, g, o = torch.addmm(gates_x[t], h, w_hh).chunk(4, dim=1)  # nn.LSTM's gate order
+        # unbind, not gates_x[t]: each indexed step's backward would zero-fill and add a gradient of the
+        # whole [T, B, 4H] unroll (a quarter of a 256-unit learner step on one CPU thread); unbind's
+        # backward is one stack.
+        for x_t, keep_t in zip(gates_x.unbind(0), keep.unbind(0)):
+            h, c = h * keep_t, c * keep_t
+            i, f, g, o = torch.addmm(x_t, h, w_hh).chunk(4, dim=1)  # nn.LSTM's gate order
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outs.append(h)
