@@ -9,7 +9,6 @@
 """
 
 import dataclasses
-import json
 import os
 import signal
 from pathlib import Path
@@ -24,16 +23,13 @@ from kickstart.methods import load_config
 from kickstart.pbt.controller import Controller, run_population
 from kickstart.pbt.hosts import SerialHost
 from kickstart.pbt.member import MemberReport, MemberSpec
+from kickstart.pbt.records import read_lineage
 
 TINY = ["env.id=minatar:Breakout", "net.torso=minatar", "net.hidden_size=32", "learner.optimizer=adam",
         "learner.lr_schedule=constant", "learner.loss_reduction=mean", "learner.unroll_length=8",
         "learner.batch_size=8", "runtime.backend=serial", "runtime.num_actors=1", "runtime.envs_per_actor=8",
         "run.progress=false", "run.tensorboard=false", "run.log_every_s=0.5"]
 FRAMES_PER_UPDATE = 8 * 8
-
-
-def _lineage(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "pbt" / "lineage.jsonl").read_text().splitlines()]
 
 
 # -- the controller against scripted members ---------------------------------------------------
@@ -103,7 +99,7 @@ def test_controller_restores_the_donor_then_sets_the_explored_hparams(tmp_path):
                              "run.total_frames=500", "pbt.mutable={learning_rate: {low: 1.0e-4, high: 1.0e-2}}"])
     host = ScriptedHost()
     Controller(cfg, tmp_path, host, {"learning_rate": 1e-3, "entropy_cost": 0.01}).run()
-    exploits = [r for r in _lineage(tmp_path) if r["event"] == "ready" and r["donor"] is not None]
+    exploits = [r for r in read_lineage(tmp_path) if r["event"] == "ready" and r["donor"] is not None]
     assert exploits and all(r["member"] == 0 for r in exploits)
     calls0 = [(c, a) for i, c, a in host.log if i == 0 and c != "run_until"]
     restores = [k for k, (c, _) in enumerate(calls0) if c == "restore"]
@@ -119,7 +115,7 @@ def test_controller_restores_the_donor_then_sets_the_explored_hparams(tmp_path):
         assert rec["hparams_after"] == a2[0] and rec["explored"] == ["learning_rate"]
     assert host.registry[0].hp["learning_rate"] == exploits[-1]["hparams_after"]["learning_rate"]
     assert (tmp_path / "pbt" / "population.csv").read_text().count("\n") == 1 + 3 * 5
-    done = [r for r in _lineage(tmp_path) if r["event"] == "done"]
+    done = [r for r in read_lineage(tmp_path) if r["event"] == "done"]
     assert sorted(r["member"] for r in done) == [0, 1, 2] and all(r["frames"] == 500 for r in done)
 
 
@@ -162,7 +158,7 @@ def test_explored_hparams_survive_the_restore(tmp_path):
         ctrl.latest = {0: dataclasses.replace(rep0, samples=[0.0, 1.0] * 15),
                        1: dataclasses.replace(rep1, samples=[5.0, 6.0] * 15)}
         ctrl.on_ready(h0, ctrl.latest[0])
-        rec = _lineage(tmp_path)[-1]
+        rec = read_lineage(tmp_path)[-1]
         assert rec["donor"] == 1 and rec["explored"] == ["learning_rate"]
         hp = m0.hparams()
         assert hp["learning_rate"] in (pytest.approx(3e-3 * 0.8), pytest.approx(3e-3 * 1.2))   # explored
@@ -216,7 +212,7 @@ def test_serial_population_through_the_cli(tmp_path, capsys):
     run = tmp_path / "pop"
     out = capsys.readouterr().out
     assert "best member" in out
-    recs = _lineage(run)
+    recs = read_lineage(run)
     assert [r["event"] for r in recs].count("start") == 2 and [r["event"] for r in recs].count("done") == 2
     ready = [r for r in recs if r["event"] == "ready"]
     assert len(ready) == 4 and all(r["explored"] for r in ready)   # explore_probability=1: every event explores
@@ -262,7 +258,7 @@ def test_population_bad_member_copies_a_good_one(tmp_path, learning_seed, record
         "pbt.initial_hparams=[{learning_rate: 0.01, entropy_cost: 0.01}, {learning_rate: 0.01, "
         "entropy_cost: 0.01}, {learning_rate: 1.0e-7, entropy_cost: 0.01}]"])
     result = run_population(cfg)
-    recs = _lineage(tmp_path / "pop")
+    recs = read_lineage(tmp_path / "pop")
     record_property("ready", [(r["member"], r["frames"], r["eval_mean"], r["donor"])
                               for r in recs if r["event"] == "ready"])
     starts = {r["member"]: r["hparams"]["learning_rate"] for r in recs if r["event"] == "start"}
@@ -294,7 +290,7 @@ def test_a_member_process_that_dies_is_restarted_from_its_checkpoint(tmp_path):
         *TINY, f"run.out_dir={tmp_path}", "run.name=pop", f"run.total_frames={total}", "pbt.population_size=2",
         "pbt.exploit=none", "pbt.ready_episodes=0", f"pbt.ready_frames={every}", "pbt.explore_probability=1.0"])
     result = run_population(cfg, on_event=kill_member_1_once)
-    recs = _lineage(tmp_path / "pop")
+    recs = read_lineage(tmp_path / "pop")
     events = [(r["event"], r.get("member")) for r in recs]
     assert killed == [every] and result.restarts == 1
     k = events.index(("restart", 1))

@@ -15,7 +15,7 @@ import pytest
 
 from kickstart.checkpoint import load_checkpoint
 from kickstart.pbt.member import MemberReport
-from kickstart.pbt.records import load_reports, save_reports
+from kickstart.pbt.records import load_reports, read_lineage, save_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 UPDATE = 8 * 8                                  # frames per update of the tiny members
@@ -26,11 +26,6 @@ TINY = ["env.id=minatar:Breakout", "net.torso=minatar", "net.hidden_size=32", "l
         "run.tensorboard=false", "run.log_every_s=0.5", "pbt.population_size=2", "pbt.exploit=none",
         "pbt.ready_episodes=0", f"pbt.ready_frames={EVERY}", "pbt.explore_probability=1.0",
         "pbt.ttest_window=100000"]
-
-
-def _lineage(run: Path) -> list[dict]:
-    path = run / "pbt" / "lineage.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _cli(*args, **kw):
@@ -48,7 +43,7 @@ def _stop_once_running(run: Path, overrides: list[str], sig: int, wait: float) -
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and p.poll() is None:
-            ready = [r for r in _lineage(run) if r["event"] == "ready"]
+            ready = [r for r in read_lineage(run) if r["event"] == "ready"]
             if all(sum(r["member"] == i for r in ready) >= 2 for i in (0, 1)):
                 break
             time.sleep(0.05)
@@ -63,7 +58,7 @@ def _stop_once_running(run: Path, overrides: list[str], sig: int, wait: float) -
 def test_a_sigkilled_population_resumes_every_member_where_its_checkpoint_left_it(tmp_path):
     run = tmp_path / "pop"
     _stop_once_running(run, TINY, signal.SIGKILL, 30)   # the controller and its member processes, at once
-    before = _lineage(run)
+    before = read_lineage(run)
     saved = {}
     for i in (0, 1):
         state = load_checkpoint(run / "members" / str(i) / "checkpoint.pt")
@@ -77,7 +72,7 @@ def test_a_sigkilled_population_resumes_every_member_where_its_checkpoint_left_i
     q = _cli("--resume", str(run), f"run.total_frames={target}", cwd=tmp_path)
     out, _ = q.communicate(timeout=300)
     assert q.returncode == 0, out
-    after = _lineage(run)
+    after = read_lineage(run)
     assert after[:len(before)] == before               # the lineage goes on, nothing rewritten
     new = after[len(before):]
     for i, (frames, hparams, windows) in saved.items():
@@ -147,7 +142,7 @@ def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, sna
     reports = load_reports(run)
     assert sorted(reports) == [0, 1] and all(r.interrupted for r in reports.values())
     assert all(r.checkpoint is not None and r.samples for r in reports.values())
-    before = len(_lineage(run))
+    before = len(read_lineage(run))
     if snapshots_lost:
         for m in (0, 1):
             (run / "members" / str(m) / "pbt_snapshot.pt").unlink()
@@ -156,6 +151,15 @@ def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, sna
     q = _cli("--resume", str(run), f"run.total_frames={start + 3 * EVERY}", cwd=tmp_path)
     out, _ = q.communicate(timeout=300)
     assert q.returncode == 0, out
-    new = _lineage(run)[before:]
+    new = read_lineage(run)[before:]
     assert not [r for r in new if r["event"] == "restart"], new
     assert [r for r in new if r["event"] == "ready" and r.get("donor") is not None], new
+
+
+def test_read_lineage_leaves_out_a_last_line_cut_by_a_kill(tmp_path):
+    (tmp_path / "pbt").mkdir()
+    assert read_lineage(tmp_path) == []                      # no file before the first record
+    whole = [{"event": "start", "member": 0}, {"event": "ready", "member": 0, "frames": 8}]
+    torn = json.dumps({"event": "done", "member": 0})[:-5]
+    (tmp_path / "pbt" / "lineage.jsonl").write_text("".join(json.dumps(r) + "\n" for r in whole) + torn)
+    assert read_lineage(tmp_path) == whole

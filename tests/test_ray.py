@@ -18,7 +18,6 @@ the default tier covers the first two on the local backend (tests/test_runtime.p
 tests/test_pbt_population.py) and keeps the Ray-only behaviours here.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -42,6 +41,7 @@ from kickstart.methods import load_config
 from kickstart.pbt.controller import run_population
 from kickstart.pbt.member import MemberSpec
 from kickstart.pbt.ray_host import RayHost
+from kickstart.pbt.records import read_lineage
 from kickstart.runtime.actor import actor_seed
 from kickstart.runtime.ray_backend import _loopback_only, connect
 from kickstart.runtime.unroll import core_state_of, net_inputs
@@ -196,10 +196,6 @@ def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(cluster, tmp_p
 
 # -- pbt.backend=ray -------------------------------------------------------------------------------
 
-def _lineage(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "pbt" / "lineage.jsonl").read_text().splitlines()]
-
-
 def test_a_population_on_both_nodes_runs_to_the_end(cluster, tmp_path):
     total, every = 12 * FRAMES_PER_UPDATE, 4 * FRAMES_PER_UPDATE
     cfg = _cfg(tmp_path, *MEMBER_RUNTIME, "run.name=pop", f"run.total_frames={total}", "pbt.population_size=2",
@@ -212,7 +208,7 @@ def test_a_population_on_both_nodes_runs_to_the_end(cluster, tmp_path):
 
     result = run_population(cfg, on_event=where)
     assert nodes == _node_ids() and len(nodes) == 2
-    recs = _lineage(tmp_path / "pop")
+    recs = read_lineage(tmp_path / "pop")
     ready = [r for r in recs if r["event"] == "ready"]
     assert len(ready) == 4 and all(r["explored"] for r in ready)        # 2 per member; explore_probability=1
     assert sorted(r["member"] for r in recs if r["event"] == "done") == [0, 1]
@@ -266,7 +262,7 @@ def test_a_member_killed_mid_run_is_restarted_from_its_checkpoint(cluster, tmp_p
                "pbt.backend=ray", "pbt.exploit=none", "pbt.ready_episodes=0", f"pbt.ready_frames={every}",
                "pbt.explore_probability=1.0", "pbt.member_restarts=1")
     result = run_population(cfg, on_event=kill_member_1_once)
-    recs = _lineage(tmp_path / "pop")
+    recs = read_lineage(tmp_path / "pop")
     events = [(r["event"], r.get("member")) for r in recs]
     assert killed == [every] and result.restarts == 1
     k = events.index(("restart", 1))
@@ -350,7 +346,7 @@ def test_a_member_lost_with_its_node_is_restarted_from_its_checkpoint(node_lost,
     result = run_population(cfg, on_event=lose_the_other_node)
     assert lost and result.restarts == 1
     m = lost["member"]
-    recs = _lineage(tmp_path / "pop")
+    recs = read_lineage(tmp_path / "pop")
     k = [(r["event"], r.get("member")) for r in recs].index(("restart", m))
     mine = [r for r in recs[k + 1:] if r.get("member") == m]
     assert mine[0]["event"] == "start" and mine[0]["resumed"]

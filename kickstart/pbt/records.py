@@ -47,6 +47,21 @@ def load_reports(run_dir: Path) -> dict[int, MemberReport]:
     return out
 
 
+def read_lineage(run_dir: Path) -> list[dict]:
+    """The records of a population's ``pbt/lineage.jsonl`` in the order they were written (none before the
+    first); a last line cut short by a kill mid-write is left out."""
+    path = Path(run_dir) / "pbt" / "lineage.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
 class Lineage:
     """``pbt/lineage.jsonl``, ``pbt/population.csv`` and the ``pbt/*`` metrics of ``metrics.csv``."""
 
