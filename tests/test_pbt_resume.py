@@ -15,7 +15,7 @@ import pytest
 
 from kickstart.checkpoint import load_checkpoint
 from kickstart.pbt.member import MemberReport
-from kickstart.pbt.records import load_reports, read_lineage, save_reports
+from kickstart.pbt.records import Lineage, load_reports, read_lineage, save_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 UPDATE = 8 * 8                                  # frames per update of the tiny members
@@ -156,10 +156,15 @@ def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, sna
     assert [r for r in new if r["event"] == "ready" and r.get("donor") is not None], new
 
 
-def test_read_lineage_leaves_out_a_last_line_cut_by_a_kill(tmp_path):
+def test_read_lineage_leaves_out_a_line_cut_by_a_kill_and_reads_on(tmp_path):
     (tmp_path / "pbt").mkdir()
     assert read_lineage(tmp_path) == []                      # no file before the first record
     whole = [{"event": "start", "member": 0}, {"event": "ready", "member": 0, "frames": 8}]
     torn = json.dumps({"event": "done", "member": 0})[:-5]
     (tmp_path / "pbt" / "lineage.jsonl").write_text("".join(json.dumps(r) + "\n" for r in whole) + torn)
     assert read_lineage(tmp_path) == whole
+    # A resumed run's records start on a line of their own and are read after the torn one.
+    lineage = Lineage(tmp_path, ["learning_rate"])
+    again = lineage.record({"event": "start", "member": 0, "resumed": True})
+    lineage.close()
+    assert read_lineage(tmp_path) == [*whole, again]

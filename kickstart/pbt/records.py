@@ -49,7 +49,8 @@ def load_reports(run_dir: Path) -> dict[int, MemberReport]:
 
 def read_lineage(run_dir: Path) -> list[dict]:
     """The records of a population's ``pbt/lineage.jsonl`` in the order they were written (none before the
-    first); a last line cut short by a kill mid-write is left out."""
+    first); a line cut short by a kill mid-write is left out, and the records a resumed run wrote after it
+    are kept (``Lineage`` starts them on a line of their own)."""
     path = Path(run_dir) / "pbt" / "lineage.jsonl"
     if not path.exists():
         return []
@@ -58,7 +59,7 @@ def read_lineage(run_dir: Path) -> list[dict]:
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
-            break
+            continue
     return out
 
 
@@ -71,7 +72,12 @@ class Lineage:
         d = run_dir / "pbt"
         d.mkdir(parents=True, exist_ok=True)
         self.names = hparam_names
-        self._jsonl = open(d / "lineage.jsonl", "a")
+        jsonl = d / "lineage.jsonl"
+        # A kill mid-write leaves a torn last line: a resumed run's first record must not be glued to it.
+        torn = jsonl.exists() and jsonl.stat().st_size > 0 and not jsonl.read_bytes().endswith(b"\n")
+        self._jsonl = open(jsonl, "a")
+        if torn:
+            self._jsonl.write("\n")
         path = d / "population.csv"
         new = not path.exists()
         self._csv_f = open(path, "a", newline="")
