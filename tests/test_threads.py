@@ -3,16 +3,27 @@
 from kickstart.runtime.threads import ThreadTuner
 
 
-def drive(tuner: ThreadTuner, rate_of, seconds: float = 120.0, dt: float = 0.25) -> list[tuple[float, int]]:
-    """Feed the tuner updates every ``dt`` s at the rate ``rate_of(threads)``; the switches it made."""
-    now, frames, switches = 0.0, 0.0, []
-    while now < seconds:
-        now += dt
-        frames += rate_of(tuner.threads) * dt
-        n = tuner.update(now, int(frames))
-        if n is not None:
-            switches.append((now, n))
-    return switches
+class Machine:
+    """A learner whose training rate depends on its thread count, fed to the tuner update by update;
+    successive ``run`` calls go on in time, as a machine whose load changes."""
+
+    def __init__(self, tuner: ThreadTuner):
+        self.tuner, self.now, self.frames = tuner, 0.0, 0.0
+
+    def run(self, rate_of, seconds: float, dt: float = 0.25) -> list[tuple[float, int]]:
+        """Updates every ``dt`` s for ``seconds`` at ``rate_of(threads)``; the switches the tuner made."""
+        switches, end = [], self.now + seconds
+        while self.now < end:
+            self.now += dt
+            self.frames += rate_of(self.tuner.threads) * dt
+            n = self.tuner.update(self.now, int(self.frames))
+            if n is not None:
+                switches.append((self.now, n))
+        return switches
+
+
+def drive(tuner: ThreadTuner, rate_of, seconds: float = 120.0) -> list[tuple[float, int]]:
+    return Machine(tuner).run(rate_of, seconds)
 
 
 def test_keeps_adding_threads_while_each_is_a_clear_gain_then_stops():
@@ -36,8 +47,32 @@ def test_a_tie_keeps_the_fewer_threads_and_one_core_never_tunes():
     assert drive(one, lambda n: 1000) == [] and one.done
 
 
-def test_it_decides_once_per_session():
+def test_a_settled_count_stays_while_the_rate_only_wobbles():
     t = ThreadTuner(max_threads=2)
-    drive(t, {1: 1000, 2: 2000}.__getitem__, seconds=60)
+    m = Machine(t)
+    m.run({1: 1000, 2: 2000}.__getitem__, seconds=60)
     assert t.threads == 2 and t.done
-    assert drive(t, {1: 5000, 2: 10}.__getitem__, seconds=60) == []   # later changes in rate are not chased
+    wobble = lambda n: {1: 1000, 2: 2000}[n] * (1.3 if int(m.now / 45) % 2 else 0.8)   # +-30% swings
+    assert m.run(wobble, seconds=600) == [] and t.threads == 2
+
+
+def test_a_collapse_when_another_job_takes_the_cores_searches_again_and_gives_the_thread_back():
+    t = ThreadTuner(max_threads=2)
+    m = Machine(t)
+    m.run({1: 2400, 2: 3400}.__getitem__, seconds=60)
+    assert t.threads == 2
+    # A population starts beside it: two intra-op threads across a contended core crawl.
+    switches = m.run({1: 2400, 2: 150}.__getitem__, seconds=120)
+    assert [n for _, n in switches] == [1, 2, 1] and t.threads == 1 and t.done
+    assert switches[0][0] - 60 <= t.watch_s + 0.25        # noticed within one watch window
+    assert m.run({1: 2400, 2: 150}.__getitem__, seconds=300) == []   # and it stays there
+
+
+def test_cores_given_back_are_taken_again_but_a_slower_single_thread_has_nowhere_to_go():
+    t = ThreadTuner(max_threads=2)
+    m = Machine(t)
+    m.run({1: 1000, 2: 200}.__getitem__, seconds=60)
+    assert t.threads == 1 and t.done
+    assert m.run({1: 400, 2: 100}.__getitem__, seconds=300) == []   # fewer than one thread: none to try
+    switches = m.run({1: 2000, 2: 3400}.__getitem__, seconds=120)   # the other job ended
+    assert [n for _, n in switches] == [2] and t.threads == 2 and t.done

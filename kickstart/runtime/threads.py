@@ -8,7 +8,13 @@ time they leave; when the actors are the bottleneck (MinAtar), a second learner 
 time from them. So the trainer tries it: :class:`ThreadTuner` times the training rate (env frames
 per second) over a window at each thread count, from 1 upwards, and keeps the count with the best
 rate, moving up only for a clear gain (``min_gain``), since a tie is better served by fewer threads.
-It decides once per session, after a warm-up, and the rest of the session runs at that count.
+It decides after a warm-up, then keeps watching the rate at the count it settled on, because the
+machine can change under a running job: a learner that settled on two threads while it had the
+machine to itself ran more than 10x slower once a PBT population started beside it (its two intra-op
+threads wait on each other across a contended core), where one thread kept most of its old rate.
+So a watch window whose rate falls below the settled rate by more than ``drift`` (other jobs took
+cores) while above one thread, or rises above it by as much while below the most (they gave them
+back), starts the search again from one thread.
 """
 
 from __future__ import annotations
@@ -30,26 +36,33 @@ class ThreadTuner:
     """Seconds after a switch before its window starts."""
     min_gain: float = 1.05
     """A count must beat the best rate so far by this factor to be kept."""
+    watch_s: float = 30.0
+    """Length of each window that watches the settled count's rate."""
+    drift: float = 1.5
+    """A watch window this many times slower (or faster) than the settled rate starts a new search."""
     threads: int = 1
     best: tuple[int, float] | None = None
     rates: dict[int, float] = field(default_factory=dict)
     done: bool = False
     _start: tuple[float, int] | None = None
     _t0: float | None = None
+    _warm: bool = False
 
     def __post_init__(self) -> None:
         self.done = self.max_threads <= 1
 
     def update(self, now: float, frames: int) -> int | None:
-        if self.done:
+        if self.max_threads <= 1:
             return None
         if self._t0 is None:
             self._t0 = now
             return None
         if self._start is None:
-            if now - self._t0 >= (self.warmup_s if not self.rates else self.settle_s):
-                self._start = (now, frames)
+            if now - self._t0 >= (self.settle_s if self._warm else self.warmup_s):
+                self._start, self._warm = (now, frames), True
             return None
+        if self.done:
+            return self._watch(now, frames)
         t0, f0 = self._start
         if now - t0 < self.window_s:
             return None
@@ -65,4 +78,20 @@ class ThreadTuner:
         if self.threads != self.best[0]:
             self.threads = self.best[0]
             return self.threads
+        self._start = (now, frames)        # the watch starts at once: no switch to settle
         return None
+
+    def _watch(self, now: float, frames: int) -> int | None:
+        t0, f0 = self._start
+        if now - t0 < self.watch_s:
+            return None
+        rate, settled = (frames - f0) / (now - t0), self.rates[self.threads]
+        self._start = (now, frames)
+        slower = rate * self.drift < settled and self.threads > 1
+        faster = rate > settled * self.drift and self.threads < self.max_threads
+        if not (slower or faster):
+            return None
+        self.rates, self.best, self.done = {}, None, False     # the machine changed: measure again
+        self._start, self._t0 = None, now
+        switched, self.threads = self.threads != 1, 1
+        return 1 if switched else None
