@@ -210,6 +210,19 @@ def test_lstm_one_step_at_a_time_equals_the_unroll():
         torch.testing.assert_close(s1, s2)
 
 
+def test_lstm_auto_runs_an_actors_single_step_stepwise_and_an_unroll_without_starts_fused(monkeypatch):
+    """The actors' T=1 step skips nn.LSTM, whose per-call set-up costs more than the step on a CPU."""
+    net = lstm_net()
+    calls = []
+    for name in ("_fused", "_stepwise"):
+        monkeypatch.setattr(net.core, name, (lambda f, n: lambda *a, **k: calls.append(n) or f(*a, **k))(
+            getattr(net.core, name), name))
+    B = 3
+    for T in (1, 6):
+        run(net, make_inputs(net.spec, T, B, first=torch.zeros(T, B, dtype=torch.bool)), net.initial_state(B))
+    assert calls == ["_stepwise", "_fused"]
+
+
 @pytest.mark.parametrize("p_first", [0.0, 0.1, 0.5])
 def test_lstm_fused_equals_stepwise_with_gradients(p_first):
     T, B = 10, 4
