@@ -251,7 +251,7 @@ def test_per_task_specialists_act_only_on_their_task():
 @pytest.mark.parametrize("overrides", [ACTION_SPACE, CORES, MULTITASK], ids=["actions", "cores", "multitask"])
 def test_learner_reproduces_the_actor_logits(overrides):
     """Over two unrolls (the core state carried between them), running the net over each stored unroll
-    from its stored core state gives back the behaviour logits exactly."""
+    from its stored core state gives back the behaviour logits (to rounding)."""
     from kickstart.envs import make_batched_env
     from kickstart.train import net_num_logits
 
@@ -431,7 +431,7 @@ def test_sampled_mixing_declares_the_selector_field_only_when_sampled():
 def test_sampled_learner_reproduces_the_actor_logits(overrides, alpha):
     """The actor records each step's selector c; the learner, given the batch as ``replay`` and
     the actor's parameters, recomputes exactly the behaviour logits log pi_c, over several unrolls
-    (the selector carried over in the T+1 overlap), so every importance ratio is 1."""
+    (the selector carried over in the T+1 overlap), so every importance ratio is 1 (up to rounding)."""
     cfg, _, net, setup, actor, fields = _sampled_actor(overrides, alpha)
     learner = Learner(net, cfg.learner, 10_000, setup.terms, device=torch.device("cpu"))
     learner.set_hparams({"mixmatch/alpha": alpha})
@@ -457,7 +457,12 @@ def test_sampled_learner_reproduces_the_actor_logits(overrides, alpha):
         with torch.no_grad():
             _, metrics = learner.loss(buf, frames=0)
         assert metrics["vtrace/rho_mean"] == pytest.approx(1.0, abs=1e-4)
-        assert metrics["vtrace/rho_clipped_frac"] == 0.0
+        # each ratio is 1 up to rounding (the actor's single LSTM step and the learner's unroll take
+        # different kernels), so the V-trace clip at 1 changes nothing worth a bit
+        actions = buf["action"][:-1]
+        log_rhos = learner.dist.log_prob(out.policy_logits[:-1], actions) - \
+            learner.dist.log_prob(buf["logits"][:-1], actions)
+        assert log_rhos.abs().amax() < 1e-5
         assert sum(metrics[f"mixmatch/selected/{i + 1}"] for i in range(net.k)) == pytest.approx(1.0)
     # without the recorded selectors the net draws new ones: other logits (so replay is what matters)
     with torch.no_grad():
