@@ -223,6 +223,24 @@ def test_lstm_auto_runs_an_actors_single_step_stepwise_and_an_unroll_without_sta
     assert calls == ["_stepwise", "_fused"]
 
 
+def test_lstm_auto_under_cpu_bf16_runs_fused_only_an_unroll_in_one_piece(monkeypatch):
+    """The choice itself (``_recur``, where the core arrives under autocast only with native bf16;
+    the paths are stubbed, so this holds on a CPU whose oneDNN has no bf16 LSTM too)."""
+    core = lstm_net().core
+    calls = []
+    monkeypatch.setattr(core, "_fused", lambda *a: calls.append("fused"))
+    monkeypatch.setattr(core, "_stepwise", lambda *a: calls.append("stepwise"))
+    T, B, H = 10, 3, core.out_size
+    one_start = torch.zeros(T, B, dtype=torch.bool)
+    one_start[4, 1] = True                                   # two pieces: fused in fp32 (2 <= 0.4 T)
+    args = torch.zeros(T, B, core.lstm.input_size), torch.ones(T, B, 1), torch.zeros(B, H), torch.zeros(B, H)
+    for first in (torch.zeros(T, B, dtype=torch.bool), one_start):
+        core._recur(*args, first)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            core._recur(*args, first)
+    assert calls == ["fused", "fused", "fused", "stepwise"]
+
+
 @pytest.mark.parametrize("p_first", [0.0, 0.1, 0.5])
 def test_lstm_fused_equals_stepwise_with_gradients(p_first):
     T, B = 10, 4

@@ -55,7 +55,10 @@ class LSTMCore(nn.Module):
     games at small B); MinAtar at B=80 starts an episode almost every step and runs stepwise.
     A single step on a CPU (the actors' inference) always runs stepwise: there one ``nn.LSTM`` call is
     mostly oneDNN's set-up, and at B=80, 256 units on one thread it took 1.5x (fp32) to 2.6x (bf16)
-    the time of one ``addmm`` and the gates.
+    the time of one ``addmm`` and the gates. Under bf16 autocast on a CPU, an unroll runs fused only
+    when it is one piece: oneDNN's bf16 LSTM restarts dearer than its fp32 one, and over T=21, B=80
+    (forward and backward, one thread) one piece tied with stepwise while 3 pieces took 1.2x and 9
+    pieces 1.45x its time; in fp32 fused led by 9% at one piece and broke even at 5-7.
 
     Under CPU bf16 autocast on a CPU without native bf16, the recurrence runs in float32: oneDNN
     has no bf16 LSTM primitive there (``nn.LSTM`` raises "could not create a primitive
@@ -106,7 +109,9 @@ class LSTMCore(nn.Module):
         if self.mode == "auto" and T == 1 and inp.device.type == "cpu":
             return self._stepwise(inp, keep, h, c)
         starts = None if self.mode == "stepwise" else self._piece_starts(first)
-        if starts is not None and (self.mode == "fused" or len(starts) <= max(1, 0.4 * T)):
+        cpu_bf16 = inp.device.type == "cpu" and torch.is_autocast_enabled("cpu") \
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        if starts is not None and (self.mode == "fused" or len(starts) <= (1 if cpu_bf16 else max(1, 0.4 * T))):
             return self._fused(inp, keep, h, c, starts)
         return self._stepwise(inp, keep, h, c)
 
