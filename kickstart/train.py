@@ -171,9 +171,10 @@ class Trainer:
             self.backend.start(self._cpu_params(), self.learner.published_hparams(self.frames))
 
     def _thread_tuner(self) -> ThreadTuner | None:
-        """``runtime.learner_threads=0`` (auto): the learner's thread count is measured in this
-        session (:mod:`kickstart.runtime.threads`), for a CPU learner with actors in other processes
-        that has the machine to itself (a PBT member shares it: one thread)."""
+        """``runtime.learner_threads=0`` (auto): the learner's thread count is measured and watched
+        (:mod:`kickstart.runtime.threads`), for a CPU learner with actors in other processes (a PBT
+        member shares the cores with the others, and the serial backend's actors share its thread:
+        one thread)."""
         rt = self.cfg.runtime
         if rt.learner_threads != 0 or self.learner.device.type != "cpu" or rt.backend == "serial" \
                 or self.cfg.pbt.enabled:

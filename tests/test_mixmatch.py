@@ -430,8 +430,8 @@ def test_sampled_mixing_declares_the_selector_field_only_when_sampled():
                          ids=["actions", "cores", "multitask", "chain3"])
 def test_sampled_learner_reproduces_the_actor_logits(overrides, alpha):
     """The actor records each step's selector c; the learner, given the batch as ``replay`` and
-    the actor's parameters, recomputes exactly the behaviour logits log pi_c, over several unrolls
-    (the selector carried over in the T+1 overlap), so every importance ratio is 1 (up to rounding)."""
+    the actor's parameters, recomputes the behaviour logits log pi_c (to rounding), over several unrolls
+    (the selector carried over in the T+1 overlap), so every importance ratio is 1."""
     cfg, _, net, setup, actor, fields = _sampled_actor(overrides, alpha)
     learner = Learner(net, cfg.learner, 10_000, setup.terms, device=torch.device("cpu"))
     learner.set_hparams({"mixmatch/alpha": alpha})

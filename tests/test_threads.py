@@ -56,6 +56,28 @@ def test_a_settled_count_stays_while_the_rate_only_wobbles():
     assert m.run(wobble, seconds=600) == [] and t.threads == 2
 
 
+def test_a_wobble_between_one_thread_and_the_most_stays_put_too():
+    t = ThreadTuner(max_threads=3)
+    m = Machine(t)
+    rates = {1: 1000, 2: 2000, 3: 2050}
+    m.run(rates.__getitem__, seconds=60)
+    assert t.threads == 2 and t.done
+    wobble = lambda n: rates[n] * (1.3 if int(m.now / 45) % 2 else 0.8)
+    assert m.run(wobble, seconds=600) == [] and t.threads == 2
+
+
+def test_a_drift_it_cannot_act_on_becomes_the_reference():
+    t = ThreadTuner(max_threads=2)
+    m = Machine(t)
+    m.run({1: 800, 2: 1000}.__getitem__, seconds=60)
+    assert t.threads == 2
+    assert m.run({1: 2000, 2: 3000}.__getitem__, seconds=120) == []   # faster at the most: nothing to try
+    assert t.rates[2] > 1000 * t.drift                 # the first window that saw the new rate
+    # then a job takes the cores: 700 is within 1.5x of the first 1000, not of 3000
+    switches = m.run({1: 2400, 2: 700}.__getitem__, seconds=120)
+    assert [n for _, n in switches][:1] == [1] and t.threads == 1
+
+
 def test_a_collapse_when_another_job_takes_the_cores_searches_again_and_gives_the_thread_back():
     t = ThreadTuner(max_threads=2)
     m = Machine(t)
@@ -73,6 +95,6 @@ def test_cores_given_back_are_taken_again_but_a_slower_single_thread_has_nowhere
     m = Machine(t)
     m.run({1: 1000, 2: 200}.__getitem__, seconds=60)
     assert t.threads == 1 and t.done
-    assert m.run({1: 400, 2: 100}.__getitem__, seconds=300) == []   # fewer than one thread: none to try
+    assert m.run({1: 400, 2: 100}.__getitem__, seconds=300) == []   # no smaller count to try
     switches = m.run({1: 2000, 2: 3400}.__getitem__, seconds=120)   # the other job ended
     assert [n for _, n in switches] == [2] and t.threads == 2 and t.done

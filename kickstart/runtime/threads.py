@@ -14,7 +14,8 @@ machine to itself ran more than 10x slower once a PBT population started beside 
 threads wait on each other across a contended core), where one thread kept most of its old rate.
 So a watch window whose rate falls below the settled rate by more than ``drift`` (other jobs took
 cores) while above one thread, or rises above it by as much while below the most (they gave them
-back), starts the search again from one thread.
+back), starts the search again from one thread; a drift with no count to try that way (slower at
+one thread, faster at the most) becomes the reference the next windows are held to.
 """
 
 from __future__ import annotations
@@ -87,9 +88,11 @@ class ThreadTuner:
             return None
         rate, settled = (frames - f0) / (now - t0), self.rates[self.threads]
         self._start = (now, frames)
-        slower = rate * self.drift < settled and self.threads > 1
-        faster = rate > settled * self.drift and self.threads < self.max_threads
+        slower, faster = rate * self.drift < settled, rate > settled * self.drift
         if not (slower or faster):
+            return None
+        if (slower and self.threads == 1) or (faster and self.threads == self.max_threads):
+            self.rates[self.threads] = rate     # no count to try that way: the new rate is the reference
             return None
         self.rates, self.best, self.done = {}, None, False     # the machine changed: measure again
         self._start, self._t0 = None, now

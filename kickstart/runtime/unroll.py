@@ -49,7 +49,8 @@ that it comes from the behaviour parameters (as old as the behaviour policy), no
 
 Unlike TorchBeast (which stores the state *after* processing x_0), ``core_state`` is the state
 *before* x_0, so that the learner, running the same network over entries ``0..T`` from that state,
-reproduces the actor's logits exactly when its parameters are the actor's (tested).
+reproduces the actor's logits (to rounding: an LSTM's single step and its unroll may take different
+kernels) when its parameters are the actor's (tested).
 
 Actor hooks (:class:`ActorHook`) write the extra fields. A hook with a ``finish`` method is called
 once per unroll, after the actor has filled it, with ``start``: entries ``start..T`` are new (``start``
@@ -65,7 +66,7 @@ name to a ``[T, B, ...]`` tensor; the actor, which calls the network with its ow
 declares those fields (``MethodSetup.extra_fields``); like every per-step field, entry 0 of an
 unroll is the previous entry ``T``. The learner calls the network with ``replay=`` the batch, and
 the network reuses the recorded values instead of drawing new ones, so that with the actor's
-parameters it reproduces the behaviour logits exactly. The runtime knows only the field names.
+parameters it reproduces the behaviour logits (to rounding). The runtime knows only the field names.
 """
 
 from __future__ import annotations
