@@ -21,8 +21,8 @@
 # compare (default: the suite score; e.g. episode/return/minatar:Breakout for one game). Runs go to
 # runs/replication/; `kickstart report` writes each part's tables and plots (PBT's lambda and rho schedules
 # included) to results/replication/<part>/, with the single runs' metrics.csv beside them.
-# Cost: a population of 8 trains at about 15.4k frames/s in all on 2 free cores (measured on an Intel Xeon
-# with AMX, bf16), so 20M frames per member take about 2.9 hours; table2 is ten populations, table3 two (one shared with table2), fig5 five (two shared with table3).
+# Cost: a population of 8 trains at about 15.4k frames/s in all on 2 free cores on an Intel Xeon with AMX
+# (bf16) and 8.4k on an AMD EPYC with AVX2 only (fp32), so 20M frames per member take 2.9 or 5.3 hours; table2 is ten populations, table3 two (one shared with table2), fig5 five (two shared with table3).
 # A rerun with another FRAMES extends finished runs, but a run keeps the lambda horizon it started with.
 # Across machines that do not keep runs/ (one session each): a finished run or population is kept without
 # its checkpoints in results/replication/runs/ (KEEP; commit it), and a later run of this script skips it
