@@ -141,7 +141,11 @@ def test_after_a_graceful_stop_a_resumed_population_still_exploits(tmp_path, sna
     _stop_once_running(run, truncation, signal.SIGINT, 60)   # as Ctrl-C: every member checkpoints and reports
     reports = load_reports(run)
     assert sorted(reports) == [0, 1] and all(r.interrupted for r in reports.values())
-    assert all(r.checkpoint is not None and r.samples for r in reports.values())
+    # Every report comes with weights to copy. A member stopped just after it copied the other has an
+    # empty window (restore clears it: those samples were the replaced weights'), so only the donor's
+    # samples are certain to be there, and only a report with samples can be copied from.
+    assert all(r.checkpoint is not None for r in reports.values())
+    assert any(r.samples for r in reports.values())
     before = len(read_lineage(run))
     if snapshots_lost:
         for m in (0, 1):
