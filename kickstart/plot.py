@@ -67,8 +67,8 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     written = []
     for group, prefix in GROUPS.items():
         names = sorted({n for m in runs.values() for n in m if n.startswith(prefix)})
-        if group in ("returns", "scores") and any("episode/suite_score" in m for m in runs.values()):
-            names = names + ["episode/suite_score"] if group == "scores" else names
+        if group == "scores":
+            names += [n for n in ("episode/suite_score", "episode/worst_score") if any(n in m for m in runs.values())]
         if not names:
             continue
         fig, axes = subplot_grid(names)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from kickstart.config import EnvConfig
 from kickstart.envs import (
@@ -111,3 +112,24 @@ def test_suite_score():
     assert suite_score({"atari:Pong": 21.0, "atari:Breakout": 1.7}, tasks) == pytest.approx(50.0)
     assert suite_score({"atari:Pong": -3.05}) == pytest.approx(50.0)  # tasks default to the keys
     assert suite_score({}) is None
+
+
+def test_episode_summary_gives_the_suite_score_and_its_weakest_task_once_every_task_has_played():
+    from kickstart.metrics import EpisodeStats
+
+    tasks = ("minatar:Breakout", "minatar:Freeway")
+    stats = EpisodeStats(tasks, window=2)
+
+    def finish(task, ret):
+        stats.update({"ep_end": torch.tensor([[False], [True]]), "ep_task": torch.full((2, 1), task),
+                      "ep_return": torch.full((2, 1), ret), "ep_length": torch.full((2, 1), 10)})
+
+    finish(0, 30.0)
+    first = stats.summary()
+    assert "episode/suite_score" not in first and "episode/worst_score" not in first   # Freeway unplayed
+    finish(1, 0.0)
+    finish(1, 2.0)
+    m = stats.summary()
+    scores = [capped_score(tasks[0], 30.0), capped_score(tasks[1], 1.0)]
+    assert m["episode/worst_score"] == pytest.approx(min(scores)) and min(scores) < max(scores)
+    assert m["episode/suite_score"] == pytest.approx(sum(scores) / 2)
