@@ -7,8 +7,9 @@
 #     (configs/minatar_breakout.yaml: 4 clipped passes of 4 minibatches per batch, entropy cost 0.01);
 #       ff-only:   that config (a feed-forward core of 128);
 #       lstm-only: the same with an LSTM core of 128;
-#       mm-cores:  pi_1 feed-forward and pi_2 LSTM sharing the conv torso, lambda 100 (the paper's for
-#                  cores), alpha 0 -> 1 linearly over the first half;
+#       mm-cores:  pi_1 feed-forward and pi_2 LSTM sharing the conv torso and the policy projection (the
+#                  paper's Fig. 2b; the value head is the target's), lambda 100 (the paper's for cores),
+#                  alpha 0 -> 1 linearly over the first half;
 #     baseline lstm-only (the paper: M&M's LSTM ends about 20% above the LSTM trained alone, and is not
 #     as fast as the feed-forward agent early).
 #   multitask (MinAtar-5, FRAMES_MT per run, default 10M, 2M per game): the replication's students' learner
@@ -59,7 +60,7 @@ for part in $PARTS; do
   case $part in
     cores)
       F=${FRAMES_CORES:-5000000}
-      MM=(net.lstm_size=128 "mixmatch.components=[{core: ff}, {core: lstm}]" "mixmatch.share=[torso]"
+      MM=(net.lstm_size=128 "mixmatch.components=[{core: ff}, {core: lstm}]" "mixmatch.share=[torso, policy_head]"
           mixmatch.lambda_mm=100 mixmatch.alpha=0 mixmatch.alpha_schedule=linear mixmatch.alpha_end_frames=$((F / 2)))
       for s in $SEEDS; do
         run_or_resume "$OUT" cores-mm-cores-s$s "$F" configs/minatar_breakout.yaml "${MM[@]}" runtime.seed=$s
