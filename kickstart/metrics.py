@@ -201,8 +201,9 @@ class EpisodeStats:
             if s is not None:
                 m["episode/suite_score"] = s
                 # The suite's weakest task (M&M Fig. 9: a multitask agent distilled in policy space,
-                # which is invariant to reward scale, keeps a higher minimum over tasks).
-                m["episode/worst_score"] = min(self._suites.capped_score(t, means[t]) for t in self.task_names)
+                # which is invariant to reward scale, keeps a higher minimum over tasks); a suite score
+                # means every task has its score above.
+                m["episode/worst_score"] = min(m[f"episode/score/{t}"] for t in self.task_names)
         for t in self.new:
             self.new[t] = []
         return m
