@@ -180,6 +180,26 @@ def test_explore_add_clips_to_unit_interval():
     assert downs == {0.0, 0.4}
 
 
+def test_explore_bounded_multiply_clips_to_the_prior_and_unbounded_walks_out():
+    bounded = {"learning_rate": PriorConfig("log_uniform", 3e-4, 3e-3, bounded=True)}
+    free = {"learning_rate": PriorConfig("log_uniform", 3e-4, 3e-3)}
+    rng, cfg = _rng(3), _cfg(explore_probability=1.0)
+    near_low = {round(d.explore({"learning_rate": 3.3e-4}, bounded, rng, cfg)["learning_rate"], 12)
+                for _ in range(50)}
+    near_high = {round(d.explore({"learning_rate": 2.8e-3}, bounded, rng, cfg)["learning_rate"], 12)
+                 for _ in range(50)}
+    assert near_low == {3e-4, round(3.3e-4 * 1.2, 12)}
+    assert near_high == {round(2.8e-3 * 0.8, 12), 3e-3}
+    # a long walk: bounded stays in the prior, the papers' unbounded rule leaves it
+    hb, hf = {"learning_rate": 1e-3}, {"learning_rate": 1e-3}
+    lows_b, lows_f = [], []
+    for _ in range(400):
+        hb, hf = d.explore(hb, bounded, rng, cfg), d.explore(hf, free, rng, cfg)
+        lows_b.append(hb["learning_rate"]), lows_f.append(hf["learning_rate"])
+    assert 3e-4 <= min(lows_b) and max(lows_b) <= 3e-3
+    assert min(lows_f) < 3e-4 or max(lows_f) > 3e-3
+
+
 def test_explore_happens_with_its_probability():
     rng = _rng(11)
     n = 4000
@@ -244,6 +264,8 @@ LEARNER_HP = {"learning_rate": 6e-4, "entropy_cost": 0.01, "kickstart/alpha": 1.
     (["pbt.population_size=4", "pbt.mutable={x: {distribution: gaussian}}"],
      r"distribution='gaussian' is not valid; choose one of: log_uniform, uniform, fixed"),
     (["pbt.population_size=4", "pbt.mutable={x: {perturb: swap}}"], r"perturb='swap' is not valid"),
+    (["pbt.population_size=4", "pbt.mutable={learning_rate: {distribution: fixed, bounded: true}}"],
+     r"pbt.mutable.learning_rate: bounded=true needs a range, and a fixed prior has none"),
     (["pbt.population_size=4", "pbt.ready_episodes=0"], r"pbt.ready_episodes and pbt.ready_frames are both 0"),
     (["pbt.population_size=2", "pbt.initial_hparams=[{}, {}, {}]"], r"pbt.initial_hparams has 3 entries"),
     (["pbt.population_size=4", "pbt.exploit=best"], r"pbt.exploit='best' is not valid; choose one of: auto, ttest"),

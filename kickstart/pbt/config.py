@@ -46,6 +46,10 @@ class PriorConfig:
     ([0, 1] unless its method declares another; weights such as the Mix & Match alpha); ``auto``:
     ``add`` for the weights a method declares with a range (``mixmatch/alpha``, the paper's),
     ``multiply`` for everything else (resolved by :func:`kickstart.config.resolve_config`)."""
+    bounded: bool = False
+    """Clip ``multiply`` perturbations to [low, high]. The papers' PBT is unbounded, so a greedy
+    population can walk a learning rate far below its prior (a short-horizon bias of PBT's
+    comparisons); bounding keeps it inside the range the prior says is sensible."""
 
     def __post_init__(self) -> None:
         choice("pbt.mutable.<name>", "distribution", self.distribution, PRIOR_DISTRIBUTIONS)
@@ -56,6 +60,8 @@ class PriorConfig:
         if self.distribution == "fixed":
             if self.value is not None:
                 positive(where, "value", self.value, allow_zero=True)
+            check(not self.bounded, f"{where}: bounded=true needs a range, and a fixed prior has none; "
+                                    f"use a log_uniform or uniform prior with low and high")
             return
         check(math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high,
               f"{where}: low={self.low!r} >= high={self.high!r} is an empty range; a {self.distribution} "

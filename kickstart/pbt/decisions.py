@@ -140,11 +140,15 @@ def sample_initial(priors: Mapping[str, PriorConfig], rng: np.random.Generator,
 
 def perturb(value: float, prior: PriorConfig, rng: np.random.Generator, *, factors: Sequence[float],
             step: float, name: str = "", methods: Sequence[Method] | None = None) -> float:
-    """One explore step: ``multiply`` by a random factor, or ``add`` +-``step`` clipped to the range
-    one of ``methods`` (the run's; None: the registered ones) declares for ``name`` ([0, 1] where none
-    does); ``auto``: ``add`` for such a weight, by ``name`` (:func:`kickstart.pbt.config.perturb_rule`)."""
+    """One explore step: ``multiply`` by a random factor (clipped to the prior's [low, high] when it is
+    ``bounded``), or ``add`` +-``step`` clipped to the range one of ``methods`` (the run's; None: the
+    registered ones) declares for ``name`` ([0, 1] where none does); ``auto``: ``add`` for such a
+    weight, by ``name`` (:func:`kickstart.pbt.config.perturb_rule`)."""
     if perturb_rule(name, prior, methods) == "multiply":
-        return float(value * factors[int(rng.integers(len(factors)))])
+        out = value * factors[int(rng.integers(len(factors)))]
+        if prior.bounded:
+            out = min(prior.high, max(prior.low, out))
+        return float(out)
     sign = 1.0 if int(rng.integers(2)) else -1.0
     r = hparam_range(name, methods) or Range(0.0, 1.0)
     return float(min(r.high, max(r.low, value + sign * step)))
