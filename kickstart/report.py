@@ -16,7 +16,10 @@ Runs are grouped (``--group LABEL=DIR[,DIR...]``, or by run name with a trailing
 * plots: the metric against frames (mean and min-max over seeds), per-task curves, the weight of
   each kickstarting teacher over training, Mix & Match's alpha, KL, collision entropy and marginal
   action distribution over training (M&M Fig. 5), and for PBT runs the hyperparameters of the best
-  member over training (Kickstarting Fig. 2, bottom).
+  member over training (Kickstarting Fig. 2, bottom);
+* for PBT runs, what moved each multiplicatively explored hyperparameter of the top members: the
+  founding member their line of descent starts from, and the sum of the explore steps along it against
+  the drift the perturbation factors alone would give (:mod:`kickstart.pbt.ancestry`).
 
 A PBT run directory (one holding ``members/``) counts as a group of its top-3 members by final
 score (smoothed over ``--smooth`` points, as the final column is), as in the papers' figures.
@@ -229,6 +232,51 @@ def markdown(summaries: list[GroupSummary], metric: str, budgets, targets, basel
     return "\n".join(lines) + "\n"
 
 
+def ancestry_markdown(groups: dict[str, list[Path]]) -> str:
+    """The lines-of-descent table for every PBT group (empty when there is none, or no lineage)."""
+    from kickstart.pbt.ancestry import drift
+    from kickstart.pbt.config import perturb_rule
+    from kickstart.pbt.records import read_lineage
+    from kickstart.rundir import load_run_config
+
+    rows, factors_seen = [], set()
+    for label, runs in groups.items():
+        members = [r for r in runs if r.parent.name == "members" and r.name.isdigit()]
+        if not members:
+            continue
+        population = members[0].parent.parent
+        records = read_lineage(population)
+        if not records:
+            continue
+        cfg = load_run_config(population)
+        factors = tuple(cfg.pbt.perturb_factors)
+        names = [n for n, prior in sorted(cfg.pbt.mutable.items())
+                 if perturb_rule(n, prior, type(cfg).methods) == "multiply"]
+        for m in members:
+            for name in names:
+                try:
+                    d = drift(records, int(m.name), name, factors)
+                except (KeyError, ValueError):      # a lineage written before these fields existed
+                    continue
+                factors_seen.add(factors)
+                rows.append(f"| {label} | {d.member} | {name} | {d.founder} | {d.initial:.3g} | {d.final:.3g} | "
+                            f"{d.steps} | {d.explored_log:+.2f} | {d.expected_log:+.2f} | "
+                            f"{d.explored_log - d.expected_log:+.2f} |")
+    if not rows:
+        return ""
+    fs = "; ".join("x" + " or x".join(f"{f:g}" for f in fac) for fac in sorted(factors_seen))
+    return "\n".join([
+        "## PBT: what moved the hyperparameters", "",
+        "Each top member followed back through its exploits to the member its line starts from (the founder, "
+        "with its initial value). *explore* is the sum of ln(after / before) over the explore steps along the "
+        f"line (so final = initial * exp(explore)); *drift* is what as many unselected steps ({fs}, chosen "
+        "uniformly) add on average; *selected* = explore - drift is the share PBT's selection among the "
+        "steps added.", "",
+        "| population | member | hyperparameter | founder | initial | final | steps | explore (ln) | drift (ln) "
+        "| selected (ln) |",
+        "|---|---|---|---|---|---|---|---|---|---|", *rows, ""])
+
+
 def _plot(groups: dict[str, list[Path]], metric: str, out: Path, smooth: int) -> list[Path]:
     import matplotlib
 
@@ -318,7 +366,7 @@ def report(run_dirs: Sequence[str], groups: Sequence[str] = (), metric: str | No
     out.mkdir(parents=True, exist_ok=True)
     pngs = _plot(grouped, metric, out, smooth)
     md = "# Report\n\n" + markdown(summaries, metric, budgets, targets, baseline or next(iter(grouped))) + \
-         "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+         "\n" + ancestry_markdown(grouped) + "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
     path = out / "report.md"
     path.write_text(md)
     return path, pngs
